@@ -94,55 +94,82 @@ def image_auroc(labels, scores) -> float | None:
 
 def pixel_auroc(masks, maps) -> float | None:
     """Pixel-level AUROC over all pixels of all given images; None when no pixel (or every pixel) is anomalous."""
-    m, a = _as_masks_maps(masks, maps)
-    return auroc(m.reshape(-1), a.reshape(-1))
+    return _curves_auroc(pixel_curves(masks, maps, with_pro=False))
+
+
+def _curves_auroc(c: "PixelCurves") -> float | None:
+    if c.num_positive == 0 or c.num_negative == 0:
+        return None
+    # Trapezoids over distinct thresholds = Mann-Whitney with ties counted one half.
+    return area_under_curve(c.fpr, c.tpr, 1.0)
+
+
+def _curves_aupro(c: "PixelCurves", fpr_limit: float) -> float | None:
+    if c.pro is None or c.num_negative == 0:
+        return None
+    return area_under_curve(c.fpr, c.pro, fpr_limit) / fpr_limit
 
 
 @dataclass
-class ProCurve:
-    """PRO and FPR at every distinct threshold (descending), starting at (0, 0) and ending at (1, 1)."""
+class PixelCurves:
+    """ROC and PRO curves over pixels at every distinct threshold (descending), from (0, 0) to (1, 1).
+
+    ``pro`` is None when there is no ground-truth region; ``tpr`` is meaningless when there is no anomalous pixel.
+    """
 
     fpr: np.ndarray
-    pro: np.ndarray
+    tpr: np.ndarray
+    pro: np.ndarray | None
     thresholds: np.ndarray
     num_regions: int
+    num_positive: int
+    num_negative: int
 
 
-def pro_curve(masks, maps) -> ProCurve | None:
-    """The PRO-vs-FPR curve (MVTec AD definition); None when there is no region or no normal pixel."""
+def pixel_curves(masks, maps, with_pro: bool = True) -> PixelCurves:
+    """Pixel ROC and PRO (MVTec AD definition) from ONE sort of all pixels: the sort dominates the cost."""
     m, a = _as_masks_maps(masks, maps)
-    # Per-pixel increments: a normal pixel adds 1/num_normal to the FPR once the threshold passes it; a pixel of
-    # region r adds 1/(num_regions * |r|) to the PRO.
-    pro_weight = np.zeros(m.shape, dtype=np.float64)
+    pro_weight = None
     num_regions = 0
-    for i in range(m.shape[0]):
-        if not m[i].any():
-            continue
-        labeled, n = ndimage.label(m[i], structure=EIGHT_CONNECTED)
-        sizes = np.bincount(labeled.reshape(-1), minlength=n + 1).astype(np.float64)
-        inv = np.zeros_like(sizes)
-        inv[1:] = 1.0 / sizes[1:]
-        pro_weight[i] = inv[labeled]
-        num_regions += n
-    num_normal = int((~m).sum())
-    if num_regions == 0 or num_normal == 0:
-        return None
-    flat_scores = a.reshape(-1)
-    order = np.argsort(flat_scores, kind="stable")[::-1]
-    scores_desc = flat_scores[order]
-    fpr = np.cumsum((~m).reshape(-1)[order], dtype=np.float64) / num_normal
-    pro = np.cumsum(pro_weight.reshape(-1)[order]) / num_regions
-    del pro_weight, order
+    if with_pro:
+        # A pixel of region r adds 1/(num_regions * |r|) to the PRO once the threshold passes its score.
+        pro_weight = np.zeros(m.shape, dtype=np.float64)
+        for i in range(m.shape[0]):
+            if not m[i].any():
+                continue
+            labeled, n = ndimage.label(m[i], structure=EIGHT_CONNECTED)
+            sizes = np.bincount(labeled.reshape(-1), minlength=n + 1).astype(np.float64)
+            inv = np.zeros_like(sizes)
+            inv[1:] = 1.0 / sizes[1:]
+            pro_weight[i] = inv[labeled]
+            num_regions += n
+    flat = a.reshape(-1)
+    order = np.argsort(flat)[::-1]  # descending; stability is irrelevant since ties are merged below
+    scores_desc = flat[order]
+    negative_desc = ~m.reshape(-1)[order]
     # A threshold includes every pixel with an equal score: keep the last index of each run of equal scores.
     keep = np.r_[scores_desc[1:] != scores_desc[:-1], True]
-    fpr, pro, thr = fpr[keep], pro[keep], scores_desc[keep]
-    np.clip(fpr, 0.0, 1.0, out=fpr)
-    np.clip(pro, 0.0, 1.0, out=pro)
-    return ProCurve(
+    fp = np.cumsum(negative_desc, dtype=np.int64)[keep]
+    seen = np.flatnonzero(keep) + 1
+    tp = seen - fp
+    num_negative = int(negative_desc.size - m.sum())
+    num_positive = int(flat.size - num_negative)
+    pro = None
+    if pro_weight is not None and num_regions > 0:
+        pro = np.cumsum(pro_weight.reshape(-1)[order])[keep] / num_regions
+        np.clip(pro, 0.0, 1.0, out=pro)
+        pro = np.r_[0.0, pro, 1.0]
+    del pro_weight, order
+    fpr = fp / max(num_negative, 1)
+    tpr = tp / max(num_positive, 1)
+    return PixelCurves(
         fpr=np.r_[0.0, fpr, 1.0],
-        pro=np.r_[0.0, pro, 1.0],
-        thresholds=np.r_[np.inf, thr, -np.inf],
+        tpr=np.r_[0.0, tpr, 1.0],
+        pro=pro,
+        thresholds=np.r_[np.inf, scores_desc[keep], -np.inf],
         num_regions=num_regions,
+        num_positive=num_positive,
+        num_negative=num_negative,
     )
 
 
@@ -152,7 +179,7 @@ def area_under_curve(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
     y = np.asarray(y, dtype=np.float64)
     inside = x <= x_max
     xs, ys = x[inside], y[inside]
-    if xs[-1] < x_max:
+    if xs[-1] < x_max and not inside.all():
         nxt = int(np.argmax(~inside))  # first point past the limit
         x0, x1, y0, y1 = x[nxt - 1], x[nxt], y[nxt - 1], y[nxt]
         y_lim = y0 + (y1 - y0) * (x_max - x0) / (x1 - x0)
@@ -162,12 +189,13 @@ def area_under_curve(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
 
 def aupro(masks, maps, fpr_limit: float = 0.3) -> float | None:
     """Area under the PRO curve up to ``fpr_limit``, divided by ``fpr_limit``; None without regions."""
+    _check_limit(fpr_limit)
+    return _curves_aupro(pixel_curves(masks, maps), fpr_limit)
+
+
+def _check_limit(fpr_limit: float) -> None:
     if not 0.0 < fpr_limit <= 1.0:
         raise MetricError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
-    curve = pro_curve(masks, maps)
-    if curve is None:
-        return None
-    return area_under_curve(curve.fpr, curve.pro, fpr_limit) / fpr_limit
 
 
 def roc_points(labels, scores, max_points: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -177,7 +205,7 @@ def roc_points(labels, scores, max_points: int | None = None) -> tuple[np.ndarra
     """
     y = _as_1d(labels, "labels") > 0.5
     s = _as_1d(scores, "scores")
-    order = np.argsort(s, kind="stable")[::-1]
+    order = np.argsort(s)[::-1]
     s_desc = s[order]
     y_desc = y[order]
     keep = np.r_[s_desc[1:] != s_desc[:-1], True]
@@ -200,13 +228,17 @@ def evaluate_scores(
     maps,
     has_mask: Sequence[bool],
     fpr_limit: float = 0.3,
+    curves: dict | None = None,
+    curve_points: int = 2000,
 ) -> dict:
     """All metrics, overall and per defect type (that defect's images against all good images).
 
     labels/defects/scores/has_mask: one entry per image; masks/maps: [N,H,W] (or [N,1,H,W]).
     Pixel metrics use only images with a mask (good images always count); a value is None (JSON null) when it is
-    undefined (no defective image, no mask, no region).
+    undefined (no defective image, no mask, no region). If ``curves`` is a dict, it receives thinned ROC curves
+    (``curves[name] = {"image": (fpr, tpr), "pixel": (fpr, tpr) or None}``, name "overall" or a defect) for plots.
     """
+    _check_limit(fpr_limit)
     labels = np.asarray(labels).astype(np.int64).reshape(-1)
     defects = np.asarray(list(defects), dtype=object)
     scores = _as_1d(scores, "scores")
@@ -220,7 +252,7 @@ def evaluate_scores(
         )
     good = labels == 0
 
-    def block(select: np.ndarray) -> dict:
+    def block(select: np.ndarray, name: str) -> dict:
         pix = select & (has_mask | good)
         with_mask = select & has_mask & ~good
         out = {
@@ -231,15 +263,24 @@ def evaluate_scores(
             "pixel_auroc": None,
             "aupro": None,
         }
+        pixel_roc = None
         if with_mask.any():
-            out["pixel_auroc"] = pixel_auroc(m[pix], a[pix])
-            out["aupro"] = aupro(m[pix], a[pix], fpr_limit)
+            c = pixel_curves(m[pix], a[pix])
+            out["pixel_auroc"] = _curves_auroc(c)
+            out["aupro"] = _curves_aupro(c, fpr_limit)
+            if c.num_positive and c.num_negative:
+                idx = np.unique(np.linspace(0, c.fpr.size - 1, curve_points).round().astype(np.int64))
+                pixel_roc = (c.fpr[idx], c.tpr[idx])
+            del c
+        if curves is not None:
+            image_roc = roc_points(labels[select], scores[select]) if out["image_auroc"] is not None else None
+            curves[name] = {"image": image_roc, "pixel": pixel_roc}
         return out
 
-    result = block(np.ones(n, dtype=bool))
+    result = block(np.ones(n, dtype=bool), "overall")
     per_defect = {}
     for name in sorted(set(defects[~good].tolist())):
-        per_defect[name] = block(good | (defects == name))
+        per_defect[name] = block(good | (defects == name), name)
     result["per_defect"] = per_defect
     result["fpr_limit"] = fpr_limit
     return result

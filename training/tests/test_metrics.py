@@ -76,6 +76,14 @@ def test_pixel_auroc_matches_sklearn():
     assert metrics.pixel_auroc(masks[:, None], maps[:, None]) == pytest.approx(expected, abs=1e-12)
 
 
+def test_pixel_auroc_matches_sklearn_with_ties():
+    rng = np.random.default_rng(8)
+    masks = rng.random((4, 10, 10)) > 0.7
+    maps = np.round(rng.random((4, 10, 10)) + masks * 0.2, 1)
+    expected = roc_auc_score(masks.reshape(-1), maps.reshape(-1))
+    assert metrics.pixel_auroc(masks, maps) == pytest.approx(expected, abs=1e-12)
+
+
 def test_auroc_hand_made():
     assert metrics.image_auroc([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == 1.0
     assert metrics.image_auroc([0, 0, 1, 1], [0.4, 0.3, 0.2, 0.1]) == 0.0
@@ -211,6 +219,13 @@ def test_evaluate_scores_per_defect_and_missing_masks():
     assert dent["n_images"] == 6 and dent["n_defective"] == 2
     assert dent["image_auroc"] == pytest.approx(roc_auc_score(y[sel], scores[sel]))
     assert dent["pixel_auroc"] == pytest.approx(roc_auc_score(masks[sel].reshape(-1), maps[sel].reshape(-1)))
+    curves: dict = {}
+    again = metrics.evaluate_scores(labels, defects, scores, masks, maps, has_mask, curves=curves)
+    assert again == out
+    assert set(curves) == {"overall", "scratch", "dent", "nomask"}
+    assert curves["nomask"]["pixel"] is None
+    fpr, tpr = curves["overall"]["pixel"]
+    assert np.trapezoid(tpr, fpr) == pytest.approx(out["pixel_auroc"], abs=1e-3)
     nomask = out["per_defect"]["nomask"]
     assert nomask["image_auroc"] == 1.0
     assert nomask["pixel_auroc"] is None and nomask["aupro"] is None
