@@ -1,0 +1,152 @@
+"""Command line: `etstpm train | evaluate | calibrate | export`."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .data import DatasetError
+from .run import RunError
+from .weights import WeightsError
+
+
+def _positive_int(s: str) -> int:
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="fine-tune the teacher, distil the student, calibrate (writes a run folder)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", required=True, help="dataset root in MVTec AD layout (<root>/<category>/train/good ...)")
+    p.add_argument("--category", required=True, help="category folder under --data")
+    p.add_argument("--weights", required=True,
+                   help="'imagenet' (torchvision download) or a resnet18 state_dict file (original or BN-folded)")
+    p.add_argument("--out", required=True, help="run folder to create (or continue with --resume)")
+    p.add_argument("--epochs", type=_positive_int, default=100, help="student epochs")
+    p.add_argument("--image-size", type=int, default=256, help="images are resized to SIZE x SIZE")
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--lr", type=float, default=0.4, help="student SGD learning rate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--holdout", type=float, default=0.1,
+                   help="fraction of train/good kept out of training for calibration (0 = none)")
+    p.add_argument("--max-train-images", type=_positive_int, default=None,
+                   help="use at most N training images (quick checks only)")
+    p.add_argument("--finetune", choices=["auto", "classes", "rotation", "none"], default="auto",
+                   help="teacher fine-tuning task; auto = classes with >= 2 categories, else rotation; none = STPM")
+    p.add_argument("--finetune-roots", nargs="*", default=[], metavar="ROOT",
+                   help="more MVTec-layout roots whose categories join the 'classes' task")
+    p.add_argument("--finetune-labelled", default=None, metavar="DIR",
+                   help="DIR/<category>/... labelled images (e.g. defects) for the 'classes' task; "
+                        "must not overlap the evaluation test folder")
+    p.add_argument("--finetune-head-epochs", type=int, default=1)
+    p.add_argument("--finetune-full-epochs", type=int, default=2)
+    p.add_argument("--paper-protocol", action="store_true",
+                   help="fine-tune the teacher on test images too, as the paper did; results are marked leaked")
+    p.add_argument("--frr", type=float, default=0.01, help="calibration: target false-reject rate on held-out normals")
+    p.add_argument("--no-calibrate", action="store_true", help="skip calibration at the end")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from .finetune import FinetuneConfig
+    from .student import StudentConfig
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=a.data, category=a.category, weights=a.weights, out=a.out, image_size=a.image_size, seed=a.seed,
+        device=a.device, holdout=a.holdout, max_train_images=a.max_train_images,
+        student=StudentConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr),
+        finetune=FinetuneConfig(mode=a.finetune, head_epochs=a.finetune_head_epochs,
+                                full_epochs=a.finetune_full_epochs, extra_roots=list(a.finetune_roots),
+                                labelled_dir=a.finetune_labelled, paper_protocol=a.paper_protocol,
+                                batch_size=a.batch_size),
+        resume=a.resume, calibrate=not a.no_calibrate, frr=a.frr, progress=not a.no_progress,
+    )
+    run_dir = train(cfg)
+    print(f"run written to {run_dir}")
+    return 0
+
+
+def _add_calibrate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="choose the decision threshold and score normalisation of a run",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--run", required=True)
+    p.add_argument("--frr", type=float, default=0.01, help="target false-reject rate on the held-out normal images")
+    p.add_argument("--val", default=None, metavar="ROOT",
+                   help="labelled validation set (MVTec layout, uses its test/ folder): F1-optimal threshold")
+    p.add_argument("--val-category", default=None, help="category under --val (default: the run's)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_calibrate)
+
+
+def _cmd_calibrate(a: argparse.Namespace) -> int:
+    from .calibrate import calibrate_run
+
+    cal = calibrate_run(a.run, frr=a.frr, val_data=a.val, val_category=a.val_category, device=a.device)
+    print(json.dumps(cal, indent=2))
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write DIR/model.onnx (one fused graph) and DIR/model.json",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--run", required=True)
+    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--metrics", default=None, help="evaluation JSON to embed (default: RUN/metrics.json if present)")
+    p.add_argument("--name", default=None, help="model name (default: <category>-etstpm)")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--allow-uncalibrated", action="store_true",
+                   help="export a run without calibration (threshold/normalisation null)")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    from .export import export_run
+
+    manifest = export_run(a.run, a.out, metrics_path=a.metrics, name=a.name, opset=a.opset,
+                          allow_uncalibrated=a.allow_uncalibrated)
+    print(f"exported {a.out}/model.onnx (sha256 {manifest['onnx']['sha256']})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="etstpm", description="ET-STPM anomaly detection toolkit")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    try:
+        from . import evaluate  # TRAINING-EVAL's module adds the `evaluate` subcommand
+    except ImportError:
+        evaluate = None
+    if evaluate is not None and hasattr(evaluate, "register"):
+        evaluate.register(sub)
+    _add_calibrate(sub)
+    _add_export(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = logging.StreamHandler()
+    console.setLevel(logging.DEBUG if args.verbose else logging.WARNING)  # progress goes through tqdm instead
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(console)
+    try:
+        return int(args.func(args) or 0)
+    except (DatasetError, WeightsError, RunError) as e:
+        print(f"etstpm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"etstpm {args.command}: interrupted (continue a training with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Run folder written by `etstpm train --out RUN`, read by evaluate/calibrate/export.
+
+RUN/run.json        metadata (config, protocol, wall times, per-epoch history, calibration)
+RUN/teacher.pt      fine-tuned teacher pyramid (conv1..layer3 state_dict, torchvision key names)
+RUN/student.pt      final student pyramid (written when training finishes)
+RUN/checkpoint.pt   latest student epoch + optimizer + RNG state (for --resume)
+RUN/train.log       human-readable log, one line per epoch
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .backbone import FeatureExtractor
+from .model import ETSTPM
+
+RUN_FORMAT = "etstpm-run/1"
+META = "run.json"
+TEACHER = "teacher.pt"
+STUDENT = "student.pt"
+CHECKPOINT = "checkpoint.pt"
+LOG = "train.log"
+
+
+class RunError(ValueError):
+    """The run folder is missing files or was not finished; the message says what to do."""
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Write through a temporary file and rename, so an interrupted write never leaves a half file behind."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_torch(obj: Any, path: Path) -> None:
+    atomic_write_bytes(path, lambda tmp: torch.save(obj, tmp))
+
+
+def write_meta(run_dir: str | Path, meta: dict) -> None:
+    def w(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(meta, f, indent=2)
+            f.write("\n")
+    atomic_write_bytes(Path(run_dir) / META, w)
+
+
+def read_meta(run_dir: str | Path) -> dict:
+    p = Path(run_dir) / META
+    if not p.is_file():
+        raise RunError(f"not a run folder (no {META}): {run_dir}")
+    try:
+        meta = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise RunError(f"{p}: invalid JSON ({e})") from e
+    if meta.get("format") != RUN_FORMAT:
+        raise RunError(f"{p}: format {meta.get('format')!r}, expected {RUN_FORMAT!r}")
+    return meta
+
+
+def load_pyramid(path: Path, device: str | torch.device = "cpu") -> FeatureExtractor:
+    if not path.is_file():
+        raise RunError(f"missing {path.name} in {path.parent} (training not finished? continue with --resume)")
+    fe = FeatureExtractor()
+    fe.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return fe.to(device)
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[ETSTPM, dict]:
+    """(ETSTPM in eval mode on `device`, meta dict) from a finished run folder."""
+    run_dir = Path(run_dir)
+    meta = read_meta(run_dir)
+    teacher = load_pyramid(run_dir / TEACHER, device)
+    student = load_pyramid(run_dir / STUDENT, device)
+    model = ETSTPM(teacher, student).to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, meta

@@ -1,0 +1,114 @@
+"""Student distillation (STPM, torchvision-reference style plain loop): random-init ResNet-18 pyramid learns to
+reproduce the frozen teacher's layer1..layer3 features on normal images."""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .loss import STPMLoss
+from .model import ETSTPM
+from .run import CHECKPOINT, save_torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudentConfig:
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 0.4
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    num_workers: int = 0
+
+
+def make_optimizer(model: ETSTPM, cfg: StudentConfig) -> torch.optim.SGD:
+    return torch.optim.SGD(model.student.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay)
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def train_student(
+    model: ETSTPM,
+    dataset: Dataset,
+    cfg: StudentConfig,
+    device: torch.device,
+    run_dir: Path,
+    seed: int,
+    checkpoint: dict | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+    show_progress: bool = True,
+) -> list[dict]:
+    """Train model.student for cfg.epochs (continuing from `checkpoint` if given), checkpointing every epoch.
+
+    Returns the per-epoch history (epoch, loss, wall_s). `on_epoch(record)` runs after each epoch's checkpoint.
+    """
+    loss_fn = STPMLoss()
+    optimizer = make_optimizer(model, cfg)
+    generator = torch.Generator().manual_seed(seed)
+    history: list[dict] = []
+    start = 0
+    if checkpoint is not None:
+        model.student.load_state_dict(checkpoint["student"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        generator.set_state(checkpoint["generator"])
+        set_rng_state(checkpoint["rng"])
+        history = list(checkpoint["history"])
+        start = int(checkpoint["epoch"])
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=generator,
+                        num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+    steps = len(loader)
+    bar = tqdm(total=cfg.epochs * steps, initial=start * steps, desc="student", unit="batch",
+               disable=not show_progress, dynamic_ncols=True)
+    try:
+        for epoch in range(start, cfg.epochs):
+            model.train()  # student BN trains normally; ETSTPM.train keeps the teacher in eval mode
+            t0 = time.perf_counter()
+            loss_sum, n = 0.0, 0
+            for batch in loader:
+                x = batch["image"].to(device, non_blocking=True)
+                t_feats, s_feats = model.features(x)
+                loss = loss_fn(t_feats, s_feats)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.item() * len(x)
+                n += len(x)
+                bar.update(1)
+                bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss.item():.4f}")
+            rec = {"epoch": epoch + 1, "loss": loss_sum / n, "wall_s": round(time.perf_counter() - t0, 3)}
+            history.append(rec)
+            save_torch({"epoch": epoch + 1, "student": model.student.state_dict(),
+                        "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                        "rng": rng_state(), "history": history}, run_dir / CHECKPOINT)
+            msg = f"student epoch {epoch + 1}/{cfg.epochs}: loss {rec['loss']:.5f}, {rec['wall_s']:.1f} s"
+            log.info(msg)
+            if show_progress:
+                bar.write(msg)
+            if on_epoch is not None:
+                on_epoch(rec)
+    finally:
+        bar.close()
+    model.eval()
+    return history

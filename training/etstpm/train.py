@@ -1,0 +1,195 @@
+"""`etstpm train`: teacher weights -> ET fine-tuning -> student distillation -> calibration, into a run folder."""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__, data
+from .backbone import FeatureExtractor
+from .finetune import PROTOCOL_LEAKAGE_FREE, PROTOCOL_PAPER, FinetuneConfig, build_task, finetune, resolve_mode
+from .model import ETSTPM
+from .run import CHECKPOINT, LOG, RUN_FORMAT, STUDENT, TEACHER, RunError, read_meta, save_torch, write_meta
+from .student import StudentConfig, train_student
+from .weights import load_resnet18
+
+log = logging.getLogger("etstpm")
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    category: str
+    weights: str
+    out: str
+    image_size: int = 256
+    seed: int = 0
+    device: str = "auto"
+    holdout: float = 0.1  # fraction of train/good kept out of training, for calibration
+    max_train_images: int | None = None  # cap for quick checks; None = all
+    student: StudentConfig = field(default_factory=StudentConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    resume: bool = False
+    calibrate: bool = True
+    frr: float = 0.01  # target false-reject rate on the held-out normal images
+    progress: bool = True
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _attach_log(run_dir: Path) -> logging.Handler:
+    h = logging.FileHandler(run_dir / LOG)
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("etstpm").addHandler(h)
+    logging.getLogger("etstpm").setLevel(logging.INFO)
+    return h
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Settings a resumed run must share with the original (anything else would silently mix two trainings).
+_RESUME_KEYS = ("data", "category", "image_size", "seed", "holdout", "max_train_images")
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run the whole pipeline; returns the run folder. Safe to interrupt: `resume=True` continues."""
+    run_dir = Path(cfg.out)
+    device = resolve_device(cfg.device)
+    if run_dir.exists() and (run_dir / "run.json").exists() and not cfg.resume:
+        raise RunError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    if cfg.resume and not (run_dir / "run.json").exists():
+        raise RunError(f"--resume: no run to continue in {run_dir}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = _attach_log(run_dir)
+    try:
+        return _train(cfg, run_dir, device)
+    finally:
+        logging.getLogger("etstpm").removeHandler(handler)
+        handler.close()
+
+
+def _train(cfg: TrainConfig, run_dir: Path, device: torch.device) -> Path:
+    seed_everything(cfg.seed)
+    if cfg.resume:
+        meta = read_meta(run_dir)
+        for k in _RESUME_KEYS:
+            if meta["config"][k] != getattr(cfg, k):
+                raise RunError(f"--resume: {k} differs from the run's ({getattr(cfg, k)!r} vs {meta['config'][k]!r})")
+        # A longer --epochs extends the run; the student hyper-parameters are the run's.
+        meta["epochs"] = cfg.student.epochs
+        meta["config"]["student"]["epochs"] = cfg.student.epochs
+        meta["status"] = "student"
+        log.info("resuming %s (epochs -> %d)", run_dir, cfg.student.epochs)
+    else:
+        meta = {"format": RUN_FORMAT, "etstpm_version": __version__, "torch_version": torch.__version__,
+                "created": _now(), "status": "started", "category": cfg.category, "data": cfg.data,
+                "image_size": cfg.image_size, "epochs": cfg.student.epochs, "seed": cfg.seed,
+                "device": str(device), "config": _config_dict(cfg), "calibration": None}
+
+    # Data: train/good minus the calibration hold-out (the hold-out never trains anything).
+    all_train = data.train_samples(cfg.data, cfg.category)
+    train_part, holdout = data.split_holdout(all_train, cfg.holdout, cfg.seed)
+    if cfg.max_train_images is not None:
+        train_part = train_part[: cfg.max_train_images]
+        holdout = holdout[: max(1, cfg.max_train_images // 4)] if holdout else holdout
+    meta["train_images"] = len(train_part)
+    meta["holdout_images"] = [Path(s.path).name for s in holdout]
+
+    # Teacher.
+    if cfg.resume and (run_dir / TEACHER).is_file():
+        teacher = FeatureExtractor()
+        teacher.load_state_dict(torch.load(run_dir / TEACHER, map_location="cpu", weights_only=True))
+        teacher.to(device)
+    else:
+        teacher = _make_teacher(cfg, meta, train_part, device)
+        save_torch(teacher.state_dict(), run_dir / TEACHER)
+        meta["status"] = "student"
+        write_meta(run_dir, meta)
+
+    # Student.
+    seed_everything(cfg.seed)
+    student = FeatureExtractor().to(device)  # torchvision's default (random) initialisation
+    model = ETSTPM(teacher, student).to(device)
+    train_ds = data.AnomalyDataset(cfg.data, cfg.category, "train", cfg.image_size, samples=train_part, cache=True)
+    ckpt = None
+    if cfg.resume and (run_dir / CHECKPOINT).is_file():
+        # Our own file (numpy/python RNG state inside), hence weights_only=False.
+        ckpt = torch.load(run_dir / CHECKPOINT, map_location=device, weights_only=False)
+        log.info("checkpoint at epoch %d", ckpt["epoch"])
+
+    def on_epoch(rec: dict) -> None:
+        meta.setdefault("history", {})["student"] = meta.get("history", {}).get("student", []) + [rec]
+        meta["epochs_done"] = rec["epoch"]
+        write_meta(run_dir, meta)
+
+    t0 = time.perf_counter()
+    history = train_student(model, train_ds, cfg.student, device, run_dir, cfg.seed, checkpoint=ckpt,
+                            on_epoch=on_epoch, show_progress=cfg.progress)
+    meta.setdefault("history", {})["student"] = history
+    meta["epochs_done"] = len(history)
+    walls = [h["wall_s"] for h in history]
+    meta.setdefault("wall_time_s", {})["student"] = round(sum(walls), 3)
+    meta["wall_time_s"]["student_per_epoch_mean"] = round(sum(walls) / len(walls), 3) if walls else None
+    meta["wall_time_s"]["student_this_session"] = round(time.perf_counter() - t0, 3)
+    save_torch(model.student.state_dict(), run_dir / STUDENT)
+    meta["status"] = "trained"
+    meta["finished"] = _now()
+    write_meta(run_dir, meta)
+
+    if cfg.calibrate and holdout:
+        from .calibrate import calibrate_run  # late import: calibrate imports run/train helpers
+
+        calibrate_run(run_dir, frr=cfg.frr, device=str(device), show_progress=cfg.progress)
+    elif cfg.calibrate:
+        log.warning("no hold-out images (--holdout 0): run not calibrated; run `etstpm calibrate` with a labelled set")
+    return run_dir
+
+
+def _make_teacher(cfg: TrainConfig, meta: dict, train_part: list[data.Sample], device: torch.device) -> FeatureExtractor:
+    resnet, winfo = load_resnet18(cfg.weights)
+    meta["weights"] = winfo | {"given": cfg.weights}
+    teacher = FeatureExtractor(resnet).to(device)
+    mode, pairs = resolve_mode(cfg.finetune, cfg.data, cfg.category)
+    meta["finetune"] = mode
+    meta["protocol"] = PROTOCOL_PAPER if cfg.finetune.paper_protocol else PROTOCOL_LEAKAGE_FREE
+    meta.setdefault("wall_time_s", {})
+    if mode == "none":
+        meta["finetune_details"] = {"task": "none"}
+        meta["wall_time_s"]["finetune"] = 0.0
+        log.info("teacher: ImageNet weights as is (plain STPM)")
+        return teacher
+    dataset, classes, desc = build_task(cfg.finetune, mode, pairs, train_part, cfg.image_size)
+    log.info("teacher fine-tuning: %s, %d images, classes %s", mode, len(dataset), classes)
+    t0 = time.perf_counter()
+    hist = finetune(teacher, dataset, len(classes), cfg.finetune, device, cfg.seed, show_progress=cfg.progress)
+    meta["wall_time_s"]["finetune"] = round(time.perf_counter() - t0, 3)
+    meta["finetune_details"] = desc
+    meta.setdefault("history", {})["finetune"] = hist
+    return teacher
+
+
+def _config_dict(cfg: TrainConfig) -> dict:
+    d = asdict(cfg)
+    d.pop("resume", None)
+    d.pop("progress", None)
+    return d
