@@ -66,6 +66,15 @@ def export_onnx(model: ETSTPM, path: Path, image_size: int, opset: int = 17) -> 
             dynamic_axes={INPUT_NAME: {0: "N"}, "anomaly_map": {0: "N"}, "score": {0: "N"}},
             do_constant_folding=True,
         )
+    # The exporter names the map's non-batch dims symbolically; they are fixed (1, H, W) per model: say so.
+    proto = onnx.load(str(path))
+    for out in proto.graph.output:
+        if out.name == "anomaly_map":
+            dims = out.type.tensor_type.shape.dim
+            for d, v in zip(list(dims)[1:], (1, image_size, image_size)):
+                d.Clear()
+                d.dim_value = v
+    onnx.save(proto, str(path))
     onnx.checker.check_model(str(path), full_check=True)
 
 

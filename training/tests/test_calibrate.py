@@ -1,0 +1,70 @@
+"""Calibration: threshold and normalisation from held-out normal images; F1-optimal with a labelled set."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from etstpm.calibrate import calibrate_run, f1_threshold, holdout_samples, normalize, score_dataset
+from etstpm.data import AnomalyDataset, DatasetError
+from etstpm.run import load_run
+
+
+def _copy_run(tiny_run, tmp_path: Path) -> Path:
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run_dir)
+    return run_dir
+
+
+def test_normal_quantile_from_holdout(tiny_run, tmp_path: Path) -> None:
+    run_dir = _copy_run(tiny_run, tmp_path)
+    cal = calibrate_run(run_dir, frr=0.5, show_progress=False)
+    model, meta = load_run(run_dir)
+    hold = holdout_samples(meta)
+    assert [Path(s.path).name for s in hold] == meta["holdout_images"]
+    ds = AnomalyDataset(meta["data"], meta["category"], "train", meta["image_size"], samples=hold)
+    scores, _, low = score_dataset(model, ds)
+    thr = cal["threshold"]["raw"]
+    assert thr == pytest.approx(float(np.quantile(scores, 0.5)))
+    assert cal["threshold"]["method"] == "normal-quantile"
+    norm = cal["normalization"]
+    assert norm["method"] == "minmax" and norm["threshold"] == thr
+    assert norm["min"] == pytest.approx(low) and norm["max"] == pytest.approx(scores.max())
+    assert normalize(thr, norm) == pytest.approx(0.5)
+    assert meta["calibration"] == json.loads((run_dir / "run.json").read_text())["calibration"]
+
+
+def test_normalize_formula() -> None:
+    norm = {"threshold": 0.2, "min": 0.0, "max": 0.4}
+    assert normalize([0.2, 0.3, 1.0, -1.0], norm).tolist() == pytest.approx([0.5, 0.75, 1.0, 0.0])
+
+
+def test_f1_threshold_matches_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 60)
+    scores = rng.normal(labels * 1.0, 1.0)
+    thr, details = f1_threshold(scores, labels)
+
+    def f1_at(t: float) -> float:
+        pred = scores >= t
+        tp = int((pred & (labels == 1)).sum())
+        fp = int((pred & (labels == 0)).sum())
+        fn = int((~pred & (labels == 1)).sum())
+        return 2 * tp / (2 * tp + fp + fn)
+
+    best = max(f1_at(t) for t in scores)
+    assert f1_at(thr) == pytest.approx(best) and details["f1"] == pytest.approx(best)
+
+
+def test_f1_needs_a_separate_labelled_set(tiny_run, tmp_path: Path, hazelnut_root: Path) -> None:
+    run_dir = _copy_run(tiny_run, tmp_path)
+    _, root, category = tiny_run
+    with pytest.raises(DatasetError, match="is the evaluation set of this run"):
+        calibrate_run(run_dir, val_data=str(root), val_category=category, show_progress=False)
+    # A different labelled set (here: hazelnut_toy's test folder, resized to the run's size) is accepted.
+    cal = calibrate_run(run_dir, val_data=str(hazelnut_root), val_category="hazelnut_toy", show_progress=False)
+    assert cal["threshold"]["method"] == "f1-optimal" and 0 < cal["threshold"]["details"]["f1"] <= 1
+    assert cal["normalization"]["threshold"] == cal["threshold"]["raw"]

@@ -1,0 +1,121 @@
+"""End-to-end training through the real code paths (tiny sizes): run folder, fine-tuning modes, resume, seeds."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from etstpm.backbone import FeatureExtractor
+from etstpm.cli import main
+from etstpm.data import DatasetError
+from etstpm.finetune import FinetuneConfig, RotationDataset, finetune
+from etstpm.run import RunError, load_run
+from etstpm.student import StudentConfig
+from etstpm.train import TrainConfig, train
+from etstpm.weights import load_resnet18
+
+from conftest import TINY_SIZE
+
+
+def _cfg(root: Path, category: str, weights: Path, out: Path, **kw) -> TrainConfig:
+    epochs = kw.pop("epochs", 1)
+    ft = kw.pop("finetune", FinetuneConfig(mode="none"))
+    return TrainConfig(data=str(root), category=category, weights=str(weights), out=str(out),
+                       image_size=kw.pop("image_size", TINY_SIZE), student=StudentConfig(epochs=epochs),
+                       finetune=ft, progress=False, **kw)
+
+
+def test_tiny_run_folder(tiny_run) -> None:
+    run_dir, root, category = tiny_run
+    model, meta = load_run(run_dir)
+    assert not model.training and not model.student.training
+    assert meta["category"] == category and meta["data"] == str(root)
+    assert meta["image_size"] == TINY_SIZE and meta["epochs"] == 1 and meta["epochs_done"] == 1
+    assert meta["finetune"] == "rotation" and meta["protocol"] == "leakage-free"  # single category -> rotation
+    assert meta["weights"]["bn_form"] == "folded"
+    assert len(meta["history"]["student"]) == 1 and meta["history"]["student"][0]["wall_s"] > 0
+    assert [h["phase"] for h in meta["history"]["finetune"]] == ["head", "all", "all"]
+    # hold-out: 10% of 25 grid train images, kept out of student training
+    assert len(meta["holdout_images"]) == 2 and meta["train_images"] == 23
+    assert meta["calibration"]["threshold"]["method"] == "normal-quantile"
+    assert (run_dir / "train.log").read_text().count("student epoch 1/1") == 1
+
+
+def test_finetune_keeps_batchnorm_statistics_and_changes_weights(weights_file: Path, hazelnut_root: Path) -> None:
+    from etstpm.data import train_samples
+
+    resnet, _ = load_resnet18(weights_file)
+    fe = FeatureExtractor(resnet)
+    before = {k: v.clone() for k, v in fe.state_dict().items()}
+    ds = RotationDataset(train_samples(hazelnut_root, "hazelnut_toy")[:8], 32)
+    hist = finetune(fe, ds, 4, FinetuneConfig(head_epochs=1, full_epochs=1), torch.device("cpu"), seed=0,
+                    show_progress=False)
+    after = fe.state_dict()
+    assert [h["phase"] for h in hist] == ["head", "all"]
+    for k in before:
+        if "running_" in k or "num_batches" in k:
+            assert torch.equal(before[k], after[k]), f"BatchNorm statistic {k} changed"
+    assert not torch.equal(before["layer3.1.conv2.weight"], after["layer3.1.conv2.weight"])
+    assert not fe.training and all(not p.requires_grad for p in fe.parameters())
+
+
+def test_resume_continues_and_matches_uninterrupted(tmp_path: Path, weights_file: Path, hazelnut_root: Path) -> None:
+    common = dict(max_train_images=8, seed=3, image_size=32)
+    full = train(_cfg(hazelnut_root, "hazelnut_toy", weights_file, tmp_path / "full", epochs=2, **common))
+    part = train(_cfg(hazelnut_root, "hazelnut_toy", weights_file, tmp_path / "part", epochs=1, **common))
+    with pytest.raises(RunError, match="already holds a run"):
+        train(_cfg(hazelnut_root, "hazelnut_toy", weights_file, part, epochs=2, **common))
+    train(_cfg(hazelnut_root, "hazelnut_toy", weights_file, part, epochs=2, resume=True, **common))
+    m_full, meta_full = load_run(full)
+    m_part, meta_part = load_run(part)
+    assert meta_part["epochs_done"] == 2 and len(meta_part["history"]["student"]) == 2
+    for (k, a), b in zip(m_full.student.state_dict().items(), m_part.student.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), k
+    assert meta_full["history"]["student"][1]["loss"] == pytest.approx(meta_part["history"]["student"][1]["loss"],
+                                                                        rel=1e-5)
+
+
+def test_seed_changes_student(tmp_path: Path, weights_file: Path, hazelnut_root: Path) -> None:
+    a = train(_cfg(hazelnut_root, "hazelnut_toy", weights_file, tmp_path / "a", max_train_images=4, seed=0,
+                   image_size=32, calibrate=False))
+    b = train(_cfg(hazelnut_root, "hazelnut_toy", weights_file, tmp_path / "b", max_train_images=4, seed=1,
+                   image_size=32, calibrate=False))
+    wa = load_run(a)[0].student.conv1.weight
+    wb = load_run(b)[0].student.conv1.weight
+    assert not torch.equal(wa, wb)
+
+
+def test_classes_finetune_and_paper_protocol(tmp_path: Path, weights_file: Path, hazelnut_root: Path,
+                                             grid_root: Path) -> None:
+    ft = FinetuneConfig(mode="auto", extra_roots=[str(grid_root)], head_epochs=1, full_epochs=1,
+                        paper_protocol=True)
+    run = train(_cfg(hazelnut_root, "hazelnut_toy", weights_file, tmp_path / "paper", finetune=ft,
+                     max_train_images=4, image_size=32, calibrate=False))
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["finetune"] == "classes" and meta["protocol"] == "paper (leaked)"
+    assert meta["finetune_details"]["classes"] == ["hazelnut_toy", "grid"]
+    # paper protocol: train/good (4 after the cap) + 23 test images for hazelnut, 25 train + 14 test for grid
+    assert meta["finetune_details"]["images_per_class"] == {"hazelnut_toy": 4 + 23, "grid": 25 + 14}
+
+
+def test_labelled_folder_may_not_be_the_test_set(tmp_path: Path, weights_file: Path, hazelnut_root: Path,
+                                                 grid_root: Path) -> None:
+    ft = FinetuneConfig(mode="classes", extra_roots=[str(grid_root)],
+                        labelled_dir=str(hazelnut_root / "hazelnut_toy" / "test"))
+    with pytest.raises(DatasetError, match="overlaps the evaluation test folder"):
+        train(_cfg(hazelnut_root, "hazelnut_toy", weights_file, tmp_path / "leak", finetune=ft, max_train_images=4))
+
+
+def test_classes_needs_two_categories(tmp_path: Path, weights_file: Path, hazelnut_root: Path) -> None:
+    rc = main(["train", "--data", str(hazelnut_root), "--category", "hazelnut_toy", "--weights", str(weights_file),
+               "--out", str(tmp_path / "r"), "--finetune", "classes", "--no-progress"])
+    assert rc == 2
+
+
+def test_cli_reports_bad_data(tmp_path: Path, weights_file: Path, capsys) -> None:
+    rc = main(["train", "--data", str(tmp_path), "--category", "nothing", "--weights", str(weights_file),
+               "--out", str(tmp_path / "r"), "--no-progress"])
+    assert rc == 2
+    assert "category folder not found" in capsys.readouterr().err
