@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# One benchmark cell: train a run, then evaluate it on the category's test set.
+# One benchmark cell: train (or extend) a run, then evaluate it on the category's test set.
 #   bench/training/run_one.sh TAG DATA_ROOT CATEGORY EPOCHS FINETUNE [extra `etstpm train` flags...]
-# Writes: $RUNS/TAG (run folder, outside the repo), bench/results/TAG.json, bench/results/figures/TAG/*.png,
-#         $RUNS/TAG.log (full log). FINETUNE: auto (ET-STPM default) or none (plain STPM).
-# Env: RUNS (default /work/runs), WEIGHTS (default ../shared/weights/...bnfolded...pth), SEED (default 0).
+# FINETUNE: auto (ET-STPM's default teacher fine-tuning) or none (plain STPM).
+# Writes: $RUNS/TAG (run folder, outside the repo), $RUNS/TAG.log (full log),
+#         bench/results/TAG-eEPOCHS.json and bench/results/figures/TAG-eEPOCHS/{maps,roc}.png.
+# If $RUNS/TAG already holds a finished run with fewer epochs, it is continued (`--resume --epochs EPOCHS`):
+# the student's SGD has a constant learning rate, so this equals training EPOCHS from the start.
+# Env: RUNS (default /work/runs), WEIGHTS (default <shared>/weights/...bnfolded...pth), SEED (default 0).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tag=$1 root=$2 category=$3 epochs=$4 finetune=$5
@@ -13,21 +16,28 @@ shared=${ETSTPM_SHARED:-$(cd .. && pwd)/shared}
 weights=${WEIGHTS:-$shared/weights/resnet18_imagenet1k_v1_bnfolded_conv1-layer3_fc.pth}
 seed=${SEED:-0}
 py=.venv/bin/python
-mkdir -p "$runs" bench/results/figures
+run="$runs/$tag"
 log="$runs/$tag.log"
-if [ -e "$runs/$tag/student.pt" ]; then
-  echo "[$(date -u +%FT%TZ)] $tag: already trained, evaluating only" | tee -a "$log"
-else
-  rm -rf "${runs:?}/$tag"
-  echo "[$(date -u +%FT%TZ)] $tag: train" | tee -a "$log"
-  set -x
-  nice -n 10 $py -m etstpm.cli train --data "$root" --category "$category" --weights "$weights" \
-    --out "$runs/$tag" --epochs "$epochs" --finetune "$finetune" --seed "$seed" --no-progress "$@" >>"$log" 2>&1
-  set +x
+mkdir -p "$runs" bench/results/figures
+stamp() { echo "[$(date -u +%FT%TZ)] $tag: $*" | tee -a "$log"; }
+done_epochs=0
+if [ -e "$run/student.pt" ]; then
+  done_epochs=$($py -c 'import json,sys; print(json.load(open(sys.argv[1]))["epochs_done"])' "$run/run.json")
 fi
-echo "[$(date -u +%FT%TZ)] $tag: evaluate" | tee -a "$log"
-set -x
-nice -n 10 $py -m etstpm.cli evaluate --run "$runs/$tag" --data "$root" --category "$category" \
-  --json "bench/results/$tag.json" --figures "bench/results/figures/$tag" --no-progress >>"$log" 2>&1
-set +x
-echo "[$(date -u +%FT%TZ)] $tag: done" | tee -a "$log"
+train=($py -m etstpm.cli train --data "$root" --category "$category" --weights "$weights" --out "$run"
+       --epochs "$epochs" --finetune "$finetune" --seed "$seed" --no-progress "$@")
+if [ "$done_epochs" -ge "$epochs" ]; then
+  stamp "already trained ($done_epochs epochs), evaluating only"
+elif [ "$done_epochs" -gt 0 ]; then
+  stamp "continue from $done_epochs to $epochs epochs: ${train[*]} --resume"
+  nice -n 10 "${train[@]}" --resume >>"$log" 2>&1
+else
+  rm -rf "${run:?}"
+  stamp "train: ${train[*]}"
+  nice -n 10 "${train[@]}" >>"$log" 2>&1
+fi
+eval_cmd=($py -m etstpm.cli evaluate --run "$run" --data "$root" --category "$category"
+          --json "bench/results/$tag-e$epochs.json" --figures "bench/results/figures/$tag-e$epochs" --no-progress)
+stamp "evaluate: ${eval_cmd[*]}"
+nice -n 10 "${eval_cmd[@]}" >>"$log" 2>&1
+stamp "done"
