@@ -1,0 +1,203 @@
+/**
+ * convict schema of the daemon. Every key lists its default, environment variable and command-line flag; the
+ * table in docs/configuration.md is this file in prose. Formats throw messages that read well after
+ * "config: <key>: " (see load.ts); values of sensitive keys are never echoed.
+ */
+import convict from 'convict';
+import { hostname } from 'node:os';
+import { PROVIDERS } from './types';
+
+/**
+ * A coerce step that cannot parse its input returns this marker string (convict would otherwise throw from its
+ * constructor, or walk into an object), so validation can report it against the key.
+ */
+const UNPARSABLE = '\u0000unparsable: ';
+
+function unparsable(why: string): string {
+  return UNPARSABLE + why;
+}
+
+function unparsableReason(v: unknown): string | null {
+  return typeof v === 'string' && v.startsWith(UNPARSABLE) ? v.slice(UNPARSABLE.length) : null;
+}
+
+let formatsAdded = false;
+
+function intRange(name: string, min: number, max: number): void {
+  convict.addFormat({
+    name,
+    validate(v: unknown) {
+      if (typeof v !== 'number' || !Number.isInteger(v)) throw new Error(`must be an integer (${min}..${max})`);
+      if (v < min || v > max) throw new Error(`must be between ${min} and ${max}`);
+    },
+    coerce: (v: string) => (v.trim() === '' ? NaN : Number(v)),
+  });
+}
+
+export function addFormats(): void {
+  if (formatsAdded) return;
+  formatsAdded = true;
+  intRange('positive-int', 1, Number.MAX_SAFE_INTEGER);
+  intRange('non-negative-int', 0, Number.MAX_SAFE_INTEGER);
+  intRange('tcp-port', 0, 65535);
+  intRange('batch', 1, 64);
+  convict.addFormat({
+    name: 'strict-boolean',
+    validate(v: unknown) {
+      if (typeof v !== 'boolean') throw new Error(unparsableReason(v) ?? 'must be true or false');
+    },
+    coerce(v: string) {
+      const s = v.trim().toLowerCase();
+      if (s === 'true' || s === '1') return true;
+      if (s === 'false' || s === '0') return false;
+      return unparsable(`"${v}" is not a boolean (true/false)`);
+    },
+  });
+  convict.addFormat({
+    name: 'cameras',
+    // Deep checks (one message per problem, per camera) happen in cameras.ts; here only the outer shape.
+    validate(v: unknown) {
+      const why = unparsableReason(v);
+      if (why !== null) throw new Error(why);
+      if (!Array.isArray(v)) throw new Error('must be an array of {id, url, ...} objects');
+    },
+    coerce(v: string) {
+      try {
+        return JSON.parse(v) as unknown;
+      } catch (err) {
+        return unparsable(`not valid JSON (${(err as Error).message})`);
+      }
+    },
+  });
+  convict.addFormat({
+    name: 'providers',
+    validate(v: unknown) {
+      if (!Array.isArray(v) || v.length === 0) throw new Error(`must be a non-empty list of ${PROVIDERS.join(', ')}`);
+      const seen = new Set<string>();
+      for (const p of v) {
+        if (typeof p !== 'string' || !(PROVIDERS as readonly string[]).includes(p)) {
+          throw new Error(`unknown execution provider ${JSON.stringify(p)} (known: ${PROVIDERS.join(', ')})`);
+        }
+        if (seen.has(p)) throw new Error(`execution provider "${p}" listed twice`);
+        seen.add(p);
+      }
+    },
+    coerce: (v: string) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0),
+  });
+  convict.addFormat({
+    name: 'mqtt-url',
+    validate(v: unknown) {
+      if (typeof v !== 'string') throw new Error('must be a string');
+      if (v === '') return;
+      let u: URL;
+      try {
+        u = new URL(v);
+      } catch {
+        throw new Error('is not a valid URL (expected mqtt://host:port, mqtts://, ws:// or wss://; "" = embedded broker)');
+      }
+      if (!['mqtt:', 'mqtts:', 'tcp:', 'ssl:', 'tls:', 'ws:', 'wss:'].includes(u.protocol)) {
+        throw new Error(`unsupported scheme "${u.protocol}" (expected mqtt:, mqtts:, ws: or wss:)`);
+      }
+    },
+  });
+  convict.addFormat({
+    name: 'topic-prefix',
+    validate(v: unknown) {
+      if (typeof v !== 'string' || v.length === 0) throw new Error('must be a non-empty string');
+      if (/[+#\u0000]/.test(v)) throw new Error('must not contain MQTT wildcards (+, #) or NUL');
+      if (v.startsWith('/') || v.endsWith('/')) throw new Error('must not start or end with "/"');
+    },
+  });
+  convict.addFormat({
+    name: 'non-empty-string',
+    validate(v: unknown) {
+      if (typeof v !== 'string' || v.trim().length === 0) throw new Error('must be a non-empty string');
+    },
+  });
+}
+
+export const DEFAULT_CAMERAS = [{ id: 'sim-1', url: 'synthetic://' }];
+
+export function buildSchema() {
+  addFormats();
+  return {
+    cameras: {
+      doc: 'Cameras: [{id, url, fps?, roi?: {x,y,width,height}, transport?: "tcp"|"udp", decoder?: "ffmpeg"|"jetson-gst"}]',
+      format: 'cameras',
+      default: DEFAULT_CAMERAS as unknown[],
+      env: 'ETSTPM_CAMERAS',
+      arg: 'cameras',
+      // Camera URLs may carry RTSP credentials.
+      sensitive: true,
+    },
+    model: {
+      dir: { doc: 'Model folder (etstpm-model/1)', format: 'non-empty-string', default: 'models/demo', env: 'ETSTPM_MODEL_DIR', arg: 'model-dir' },
+      providers: {
+        doc: 'onnxruntime execution providers, in order of preference',
+        format: 'providers',
+        default: ['tensorrt', 'cuda', 'cpu'],
+        env: 'ETSTPM_MODEL_PROVIDERS',
+        arg: 'model-providers',
+      },
+      maxBatch: { doc: 'Largest batch of frames (one per camera) per inference run', format: 'batch', default: 4 },
+      tensorrt: {
+        cacheDir: { doc: 'TensorRT engine cache folder', format: 'non-empty-string', default: '/var/cache/etstpm/trt', env: 'ETSTPM_TRT_CACHE_DIR' },
+        fp16: { doc: 'Let TensorRT build fp16 kernels', format: 'strict-boolean', default: true },
+      },
+    },
+    mqtt: {
+      url: { doc: 'Broker URL; "" starts the embedded broker', format: 'mqtt-url', default: '', env: 'ETSTPM_MQTT_URL', arg: 'mqtt-url', sensitive: true },
+      embeddedPort: { doc: 'Port of the embedded broker', format: 'tcp-port', default: 1883, env: 'ETSTPM_MQTT_EMBEDDED_PORT' },
+      embeddedHost: { doc: 'Address the embedded broker listens on', format: 'non-empty-string', default: '127.0.0.1' },
+      username: { doc: 'MQTT username', format: String, default: '', env: 'ETSTPM_MQTT_USERNAME' },
+      password: { doc: 'MQTT password (never logged)', format: String, default: '', env: 'ETSTPM_MQTT_PASSWORD', sensitive: true },
+      ca: { doc: 'CA certificate file (PEM) for TLS', format: String, default: '', env: 'ETSTPM_MQTT_CA' },
+      cert: { doc: 'Client certificate file (PEM) for TLS', format: String, default: '', env: 'ETSTPM_MQTT_CERT' },
+      key: { doc: 'Client key file (PEM) for TLS', format: String, default: '', env: 'ETSTPM_MQTT_KEY' },
+      rejectUnauthorized: { doc: 'Verify the broker certificate', format: 'strict-boolean', default: true },
+      topicPrefix: { doc: 'Topic prefix', format: 'topic-prefix', default: 'etstpm', env: 'ETSTPM_MQTT_TOPIC_PREFIX', arg: 'mqtt-topic-prefix' },
+      clientId: { doc: 'MQTT client id', format: 'non-empty-string', default: `etstpm-edge-${hostname()}` },
+      connectTimeoutMs: { doc: 'Timeout of one connection attempt', format: 'positive-int', default: 10000 },
+    },
+    reject: {
+      deadlineMs: { doc: 'A reject message is void this long after capture', format: 'positive-int', default: 500 },
+    },
+    snapshot: {
+      onNg: { doc: 'Publish a snapshot for every NG frame', format: 'strict-boolean', default: true },
+      everyN: { doc: 'Also publish every Nth frame per camera (0 = off)', format: 'non-negative-int', default: 0 },
+      format: { doc: 'Snapshot image format', format: ['jpeg', 'png'], default: 'jpeg' },
+      maxBytes: { doc: 'Size cap of a snapshot payload', format: 'positive-int', default: 262144 },
+    },
+    ingest: {
+      stallTimeoutMs: { doc: 'No frame for this long while streaming = stalled (restart source)', format: 'positive-int', default: 5000 },
+      connectTimeoutMs: { doc: 'No first frame within this long = connection failed', format: 'positive-int', default: 10000 },
+      reconnectMinMs: { doc: 'First reconnect delay', format: 'positive-int', default: 500 },
+      reconnectMaxMs: { doc: 'Largest reconnect delay (exponential backoff)', format: 'positive-int', default: 30000 },
+      ffmpegPath: { doc: 'ffmpeg executable', format: 'non-empty-string', default: 'ffmpeg', env: 'ETSTPM_FFMPEG' },
+      gstLaunchPath: { doc: 'gst-launch-1.0 executable (decoder "jetson-gst")', format: 'non-empty-string', default: 'gst-launch-1.0' },
+    },
+    http: {
+      host: { doc: 'Address of /healthz and /metrics', format: 'non-empty-string', default: '127.0.0.1' },
+      port: { doc: 'Port of /healthz and /metrics (0 = off)', format: 'tcp-port', default: 9464, env: 'ETSTPM_HTTP_PORT', arg: 'http-port' },
+    },
+    status: {
+      intervalMs: { doc: 'Camera status topic, log summary and systemd STATUS= period', format: 'positive-int', default: 5000 },
+    },
+    log: {
+      level: {
+        doc: 'Log level',
+        format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+        default: 'info',
+        env: 'ETSTPM_LOG_LEVEL',
+        arg: 'log-level',
+      },
+    },
+  };
+}
+
+/** The command-line flags convict reads (each takes a value), for strict parsing in load.ts. */
+export const VALUE_FLAGS = ['cameras', 'model-dir', 'model-providers', 'mqtt-url', 'mqtt-topic-prefix', 'http-port', 'log-level'] as const;

@@ -1,0 +1,51 @@
+/** GET /healthz (200 when ready and processing, else 503 with the reason) and GET /metrics (Prometheus text). */
+import { createServer, Server } from 'node:http';
+import type { Logger } from '../log';
+import type { Metrics } from './metrics';
+
+export interface Health {
+  ok: boolean;
+  reason?: string;
+  [k: string]: unknown;
+}
+
+export interface HttpServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startHttp(host: string, port: number, health: () => Health, metrics: Metrics, log: Logger): Promise<HttpServer> {
+  const server: Server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (path === '/healthz') {
+      const h = health();
+      res.writeHead(h.ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(h));
+    } else if (path === '/metrics') {
+      metrics.registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+        (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(err.message),
+      );
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz or /metrics\n');
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => reject(new Error(`http: cannot listen on ${host}:${port} (${err.code ?? err.message})`)));
+    server.listen(port, host, () => resolve());
+  });
+  const addr = server.address();
+  const actual = typeof addr === 'object' && addr ? addr.port : port;
+  log.info({ host, port: actual }, `health endpoint on http://${host}:${actual}/healthz and /metrics`);
+  return {
+    port: actual,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

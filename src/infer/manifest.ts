@@ -1,0 +1,113 @@
+/** Reads and checks a model folder (docs/model-format.md, format etstpm-model/1). */
+import { createHash } from 'node:crypto';
+import { createReadStream, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+export interface ModelManifest {
+  dir: string;
+  onnxPath: string;
+  name: string;
+  version: string;
+  inputName: string;
+  height: number;
+  width: number;
+  outputs: { anomalyMap: string; score: string };
+  sha256: string;
+  threshold: number;
+  normalization: { threshold: number; min: number; max: number };
+}
+
+/** A model that cannot be used: main.ts exits with code 3 and prints the message (it names the file). */
+export class ModelError extends Error {
+  override name = 'ModelError';
+}
+
+function num(v: unknown, key: string, file: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ModelError(`${file}: ${key} must be a finite number`);
+  return v;
+}
+
+function str(v: unknown, key: string, file: string): string {
+  if (typeof v !== 'string' || v.length === 0) throw new ModelError(`${file}: ${key} must be a non-empty string`);
+  return v;
+}
+
+export function readManifest(dir: string): ModelManifest {
+  const abs = resolve(dir);
+  const file = join(abs, 'model.json');
+  let raw: string;
+  try {
+    raw = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ModelError(`${file}: cannot read model manifest (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  let j: Record<string, any>;
+  try {
+    j = JSON.parse(raw) as Record<string, any>;
+  } catch (err) {
+    throw new ModelError(`${file}: not valid JSON (${(err as Error).message})`);
+  }
+  if (j.format !== 'etstpm-model/1') throw new ModelError(`${file}: format is ${JSON.stringify(j.format)}, expected "etstpm-model/1"`);
+  const input = j.input ?? {};
+  if (input.layout !== 'NHWC' || input.dtype !== 'uint8' || input.color !== 'RGB') {
+    throw new ModelError(`${file}: input must be NHWC uint8 RGB, got ${input.layout}/${input.dtype}/${input.color}`);
+  }
+  const height = num(input.height, 'input.height', file);
+  const width = num(input.width, 'input.width', file);
+  if (!Number.isInteger(height) || !Number.isInteger(width) || height < 8 || width < 8) {
+    throw new ModelError(`${file}: input.height/input.width must be integers >= 8`);
+  }
+  const onnx = j.onnx ?? {};
+  const onnxFile = str(onnx.file, 'onnx.file', file);
+  if (onnxFile.includes('/') || onnxFile.includes('\\')) throw new ModelError(`${file}: onnx.file must be a file name inside the model folder`);
+  const sha = str(onnx.sha256, 'onnx.sha256', file).toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(sha)) throw new ModelError(`${file}: onnx.sha256 must be 64 hex characters`);
+  const norm = j.normalization ?? {};
+  const normalization = {
+    threshold: num(norm.threshold, 'normalization.threshold', file),
+    min: num(norm.min, 'normalization.min', file),
+    max: num(norm.max, 'normalization.max', file),
+  };
+  if (!(normalization.max > normalization.min)) throw new ModelError(`${file}: normalization.max must be greater than normalization.min`);
+  const outputs = j.outputs ?? {};
+  return {
+    dir: abs,
+    onnxPath: join(abs, onnxFile),
+    name: str(j.name, 'name', file),
+    version: str(j.version, 'version', file),
+    inputName: str(input.name ?? 'frames', 'input.name', file),
+    height,
+    width,
+    outputs: {
+      anomalyMap: str(outputs.anomaly_map ?? 'anomaly_map', 'outputs.anomaly_map', file),
+      score: str(outputs.score ?? 'score', 'outputs.score', file),
+    },
+    sha256: sha,
+    threshold: num(j.threshold?.raw ?? normalization.threshold, 'threshold.raw', file),
+    normalization,
+  };
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  await new Promise<void>((res, rej) => {
+    createReadStream(path)
+      .on('data', (chunk) => hash.update(chunk))
+      .on('end', () => res())
+      .on('error', rej);
+  });
+  return hash.digest('hex');
+}
+
+/** Throws ModelError when model.onnx is missing or its sha256 differs from model.json. */
+export async function verifyModelFile(m: ModelManifest): Promise<void> {
+  let actual: string;
+  try {
+    actual = await sha256File(m.onnxPath);
+  } catch (err) {
+    throw new ModelError(`${m.onnxPath}: cannot read model (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  if (actual !== m.sha256) {
+    throw new ModelError(`${m.onnxPath}: sha256 ${actual} does not match model.json onnx.sha256 ${m.sha256} (corrupt or replaced file)`);
+  }
+}

@@ -1,0 +1,48 @@
+/** MQTT topics and payloads (docs/mqtt.md). */
+import type { CameraState } from '../sources/camera';
+import type { Verdict } from '../score/normalise';
+
+export interface ModelRef {
+  name: string;
+  version: string;
+}
+
+export interface ResultMessage {
+  camera: string;
+  seq: number;
+  capturedAt: number;
+  score: number;
+  rawScore: number;
+  verdict: Verdict;
+  latencyMs: number;
+  model: ModelRef;
+}
+
+export interface RejectMessage {
+  camera: string;
+  seq: number;
+  capturedAt: number;
+  deadline: number;
+  score: number;
+}
+
+export interface CameraStatusMessage {
+  camera: string;
+  state: CameraState;
+  fps: number;
+  captured: number;
+  processed: number;
+  dropped: number;
+  provider: string;
+  model: ModelRef;
+  error?: string;
+  since: number;
+}
+
+export const topics = (prefix: string) => ({
+  status: `${prefix}/status`,
+  result: (camera: string) => `${prefix}/${camera}/result`,
+  reject: (camera: string) => `${prefix}/${camera}/reject`,
+  snapshot: (camera: string) => `${prefix}/${camera}/snapshot`,
+  cameraStatus: (camera: string) => `${prefix}/${camera}/status`,
+});

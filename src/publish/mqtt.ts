@@ -1,0 +1,172 @@
+/**
+ * MQTT 5 publisher. Results and snapshots (QoS 0) are only handed to mqtt.js while connected, so nothing stale is
+ * queued during an outage; rejects (QoS 1) carry a deadline and an MQTT 5 message expiry and are not sent once
+ * offline; statuses are retained and the latest per camera is re-sent on every (re)connect; the last will marks
+ * the daemon "offline".
+ */
+import { readFileSync } from 'node:fs';
+import mqtt, { IClientOptions, MqttClient } from 'mqtt';
+import { redactUrl } from '../config/load';
+import type { Logger } from '../log';
+import { CameraStatusMessage, RejectMessage, ResultMessage, topics } from './messages';
+
+export interface MqttOptions {
+  url: string;
+  username: string;
+  password: string;
+  ca: string;
+  cert: string;
+  key: string;
+  rejectUnauthorized: boolean;
+  topicPrefix: string;
+  clientId: string;
+  connectTimeoutMs: number;
+  /** 5 (default) or 4 = MQTT 3.1.1, for brokers without MQTT 5 such as the embedded aedes. */
+  protocolVersion?: 4 | 5;
+}
+
+export interface PublishCounters {
+  results: number;
+  resultsUnsent: number;
+  rejects: number;
+  rejectsUnsent: number;
+  snapshots: number;
+  snapshotsUnsent: number;
+}
+
+export class Publisher {
+  readonly client: MqttClient;
+  readonly counters: PublishCounters = { results: 0, resultsUnsent: 0, rejects: 0, rejectsUnsent: 0, snapshots: 0, snapshotsUnsent: 0 };
+  private readonly t: ReturnType<typeof topics>;
+  private readonly statuses = new Map<string, CameraStatusMessage>();
+  private lastError: string | undefined;
+  private connectedOnce = false;
+  private readonly connectWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly opts: MqttOptions,
+    private readonly log: Logger,
+  ) {
+    this.t = topics(opts.topicPrefix);
+    const clientOpts: IClientOptions = {
+      protocolVersion: opts.protocolVersion ?? 5,
+      clientId: opts.clientId,
+      clean: true,
+      keepalive: 15,
+      reconnectPeriod: 1000,
+      connectTimeout: opts.connectTimeoutMs,
+      // Never queue QoS 0 while offline (results are stale by the time the link is back).
+      queueQoSZero: false,
+      will: { topic: this.t.status, payload: Buffer.from('offline'), qos: 1, retain: true },
+      rejectUnauthorized: opts.rejectUnauthorized,
+    };
+    if (opts.username) clientOpts.username = opts.username;
+    if (opts.password) clientOpts.password = opts.password;
+    if (opts.ca) clientOpts.ca = readFileSync(opts.ca);
+    if (opts.cert) clientOpts.cert = readFileSync(opts.cert);
+    if (opts.key) clientOpts.key = readFileSync(opts.key);
+    this.client = mqtt.connect(opts.url, clientOpts);
+    const where = redactUrl(opts.url);
+    this.client.on('connect', () => {
+      this.lastError = undefined;
+      this.log.info({ broker: where }, this.connectedOnce ? 'MQTT reconnected' : 'MQTT connected');
+      this.connectedOnce = true;
+      this.client.publish(this.t.status, 'online', { qos: 1, retain: true });
+      for (const s of this.statuses.values()) this.sendStatus(s);
+      for (const w of this.connectWaiters.splice(0)) w();
+    });
+    this.client.on('error', (err) => {
+      // mqtt.js keeps reconnecting by itself; log each distinct problem once.
+      if (err.message !== this.lastError) this.log.warn({ broker: where, err: err.message }, 'MQTT error');
+      this.lastError = err.message;
+    });
+    this.client.on('offline', () => this.log.warn({ broker: where }, 'MQTT offline (results are dropped until reconnected)'));
+  }
+
+  get connected(): boolean {
+    return this.client.connected;
+  }
+
+  /** Resolves once connected (at once if already). */
+  waitConnected(): Promise<void> {
+    if (this.client.connected) return Promise.resolve();
+    return new Promise((res) => this.connectWaiters.push(res));
+  }
+
+  publishResult(r: ResultMessage): boolean {
+    if (!this.client.connected) {
+      this.counters.resultsUnsent++;
+      return false;
+    }
+    this.client.publish(this.t.result(r.camera), JSON.stringify(r), { qos: 0 });
+    this.counters.results++;
+    return true;
+  }
+
+  publishReject(r: RejectMessage): boolean {
+    const ttlMs = r.deadline - Date.now();
+    if (!this.client.connected || ttlMs <= 0) {
+      this.counters.rejectsUnsent++;
+      return false;
+    }
+    this.client.publish(this.t.reject(r.camera), JSON.stringify(r), {
+      qos: 1,
+      ...(this.mqtt5 ? { properties: { messageExpiryInterval: Math.max(1, Math.ceil(ttlMs / 1000)), contentType: 'application/json' } } : {}),
+    });
+    this.counters.rejects++;
+    return true;
+  }
+
+  get mqtt5(): boolean {
+    return (this.opts.protocolVersion ?? 5) === 5;
+  }
+
+  publishSnapshot(camera: string, data: Buffer, contentType: string, user: Record<string, string>): boolean {
+    if (!this.client.connected) {
+      this.counters.snapshotsUnsent++;
+      return false;
+    }
+    // MQTT 3.1.1 has no properties: the payload alone (its type is fixed by snapshot.format).
+    const properties = this.mqtt5 ? { properties: { contentType, userProperties: user } } : {};
+    this.client.publish(this.t.snapshot(camera), data, { qos: 0, ...properties });
+    this.counters.snapshots++;
+    return true;
+  }
+
+  /** Retained; remembered so that the latest state is re-sent after a reconnect. */
+  publishCameraStatus(s: CameraStatusMessage): void {
+    this.statuses.set(s.camera, s);
+    if (this.client.connected) this.sendStatus(s);
+  }
+
+  /** A removed camera: clear its retained status. */
+  forgetCamera(camera: string): void {
+    this.statuses.delete(camera);
+    if (this.client.connected) this.client.publish(this.t.cameraStatus(camera), '', { qos: 1, retain: true });
+  }
+
+  private sendStatus(s: CameraStatusMessage): void {
+    this.client.publish(this.t.cameraStatus(s.camera), JSON.stringify(s), { qos: 1, retain: true });
+  }
+
+  /** Publishes final statuses + "offline" (retained) and disconnects; bounded by timeoutMs. */
+  async close(finalStatuses: CameraStatusMessage[], timeoutMs: number): Promise<void> {
+    const publishAll = async (): Promise<void> => {
+      if (this.client.connected) {
+        for (const s of finalStatuses) {
+          this.statuses.set(s.camera, s);
+          await this.client.publishAsync(this.t.cameraStatus(s.camera), JSON.stringify(s), { qos: 1, retain: true });
+        }
+        await this.client.publishAsync(this.t.status, 'offline', { qos: 1, retain: true });
+      }
+      await this.client.endAsync();
+    };
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((res) => {
+      timer = setTimeout(res, timeoutMs);
+    });
+    await Promise.race([publishAll().catch((err: Error) => this.log.warn({ err: err.message }, 'MQTT close failed')), timeout]);
+    clearTimeout(timer);
+    if (this.client.connected || !this.client.disconnected) this.client.end(true);
+  }
+}

@@ -1,0 +1,247 @@
+/**
+ * One camera: a decoder child process (ffmpeg, or gst-launch for "jetson-gst") writing raw RGB frames of the model
+ * input size to stdout. Supervises it: connect timeout, stall watchdog, restart with exponential backoff, stderr
+ * to the log, and a state (connecting, streaming, stalled, failed, stopped) for the status topic.
+ */
+import { ChildProcess, spawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { createInterface } from 'node:readline';
+import { redactUrl } from '../config/load';
+import { CameraConfig } from '../config/types';
+import type { Logger } from '../log';
+import { Backoff } from './backoff';
+import { DecoderCommand, ffmpegCommand, FrameSize, jetsonGstCommand } from './ffmpeg-args';
+import { FrameReader } from './frame-reader';
+import { SyntheticFeeder, SyntheticLine } from './synthetic/feeder';
+import { classifyUrl, SourceKind } from './url';
+
+export type CameraState = 'connecting' | 'streaming' | 'stalled' | 'failed' | 'stopped';
+
+export interface IngestOptions {
+  stallTimeoutMs: number;
+  connectTimeoutMs: number;
+  reconnectMinMs: number;
+  reconnectMaxMs: number;
+  ffmpegPath: string;
+  gstLaunchPath: string;
+}
+
+export interface CameraEvents {
+  frame: [frame: Buffer, capturedAt: number];
+  state: [state: CameraState, error: string | undefined];
+}
+
+/** How long a decoder gets to exit after SIGTERM before SIGKILL. */
+const KILL_GRACE_MS = 1500;
+
+export class Camera extends EventEmitter<CameraEvents> {
+  state: CameraState = 'stopped';
+  error: string | undefined;
+  since = Date.now();
+  /** Frames read off the decoder since start (also the next frame's seq). */
+  captured = 0;
+  restarts = 0;
+  private proc: ChildProcess | null = null;
+  private feeder: SyntheticFeeder | null = null;
+  private readonly line: SyntheticLine | null;
+  private readonly source: SourceKind | null;
+  private readonly backoff: Backoff;
+  private watchdog: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private lastFrameAt = 0;
+  private lastStderr = '';
+  private running = false;
+  private readonly frameTimes: number[] = [];
+
+  constructor(
+    readonly config: CameraConfig,
+    readonly size: FrameSize,
+    private readonly opts: IngestOptions,
+    private readonly log: Logger,
+  ) {
+    super();
+    this.backoff = new Backoff(opts.reconnectMinMs, opts.reconnectMaxMs);
+    let source: SourceKind | null = null;
+    try {
+      source = classifyUrl(config.url);
+    } catch (err) {
+      this.error = (err as Error).message;
+    }
+    this.source = source;
+    this.line = source?.kind === 'synthetic' ? new SyntheticLine(source.params) : null;
+  }
+
+  get id(): string {
+    return this.config.id;
+  }
+
+  /** Frames per second over the last 5 s. */
+  fps(now = Date.now()): number {
+    while (this.frameTimes.length > 0 && now - this.frameTimes[0] > 5000) this.frameTimes.shift();
+    if (this.frameTimes.length < 2) return 0;
+    const span = (now - this.frameTimes[0]) / 1000;
+    return span > 0 ? this.frameTimes.length / Math.max(span, 1) : 0;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    if (!this.source) {
+      // A camera whose URL cannot be used stays failed (and says why) without affecting the others.
+      this.setState('failed', this.error);
+      return;
+    }
+    this.connect();
+  }
+
+  private command(): DecoderCommand {
+    const s = this.source as SourceKind;
+    if (this.config.decoder === 'jetson-gst' && s.kind === 'rtsp') {
+      return jetsonGstCommand(this.opts.gstLaunchPath, this.config, s.url, this.size, this.opts);
+    }
+    return ffmpegCommand(this.opts.ffmpegPath, this.config, s, this.size, this.opts);
+  }
+
+  private connect(): void {
+    if (!this.running) return;
+    this.setState('connecting', undefined);
+    const cmd = this.command();
+    for (const note of cmd.notes) this.log.warn({ camera: this.id }, note);
+    this.log.info({ camera: this.id, cmd: cmd.command, args: cmd.args.map(redactUrl) }, 'starting decoder');
+    this.lastStderr = '';
+    const reader = new FrameReader(this.size.width * this.size.height * 3, (frame) => this.onFrame(frame));
+    let proc: ChildProcess;
+    try {
+      proc = spawn(cmd.command, cmd.args, { stdio: [cmd.stdin, 'pipe', 'pipe'] });
+    } catch (err) {
+      this.onDecoderGone(`cannot start ${cmd.command}: ${(err as Error).message}`);
+      return;
+    }
+    this.proc = proc;
+    proc.stdout?.on('data', (chunk: Buffer) => reader.push(chunk));
+    if (proc.stderr) {
+      createInterface({ input: proc.stderr }).on('line', (line) => {
+        const text = redactUrl(line.trim());
+        if (text.length === 0) return;
+        this.lastStderr = text;
+        this.log.warn({ camera: this.id, decoder: cmd.command }, text);
+      });
+    }
+    proc.on('error', (err) => {
+      // spawn failure (ENOENT...): 'exit' may not follow.
+      if (this.proc === proc) {
+        this.proc = null;
+        this.onDecoderGone(`cannot start ${cmd.command}: ${err.message}`);
+      }
+    });
+    proc.on('exit', (code, signal) => {
+      if (this.proc !== proc) return;
+      this.proc = null;
+      const why = this.lastStderr || `${cmd.command} exited (${signal ?? `code ${code}`})`;
+      this.onDecoderGone(why);
+    });
+    if (cmd.stdin === 'pipe' && proc.stdin && this.line) {
+      this.feeder = new SyntheticFeeder(this.line, proc.stdin, (err) => this.log.warn({ camera: this.id, err: err.message }, 'synthetic feeder error'));
+      this.feeder.start();
+    }
+    this.lastFrameAt = 0;
+    const startedAt = Date.now();
+    this.clearWatchdog();
+    this.watchdog = setInterval(() => this.checkStall(startedAt), Math.min(500, this.opts.stallTimeoutMs / 4));
+  }
+
+  private checkStall(startedAt: number): void {
+    const now = Date.now();
+    if (this.state === 'connecting' && now - startedAt > this.opts.connectTimeoutMs) {
+      this.log.warn({ camera: this.id }, `no frame within ${this.opts.connectTimeoutMs} ms of starting the decoder`);
+      this.restart('failed', `no frame within ${this.opts.connectTimeoutMs} ms (connect timeout)`);
+    } else if (this.state === 'streaming' && now - this.lastFrameAt > this.opts.stallTimeoutMs) {
+      this.log.warn({ camera: this.id }, `no frame for ${this.opts.stallTimeoutMs} ms: stalled, restarting decoder`);
+      this.restart('stalled', `no frame for ${this.opts.stallTimeoutMs} ms`);
+    }
+  }
+
+  private onFrame(frame: Buffer): void {
+    const now = Date.now();
+    this.lastFrameAt = now;
+    this.captured++;
+    this.frameTimes.push(now);
+    if (this.frameTimes.length > 600) this.frameTimes.shift();
+    if (this.state !== 'streaming') {
+      this.backoff.reset();
+      this.setState('streaming', undefined);
+    }
+    this.emit('frame', frame, now);
+  }
+
+  /** Kill the decoder, report `state`, and reconnect after the backoff delay. */
+  private restart(state: 'stalled' | 'failed', error: string): void {
+    const proc = this.proc;
+    this.proc = null;
+    this.stopFeeder();
+    if (proc) killTree(proc);
+    this.onDecoderGone(error, state);
+  }
+
+  private onDecoderGone(error: string, state: 'stalled' | 'failed' = 'failed'): void {
+    this.clearWatchdog();
+    this.stopFeeder();
+    if (!this.running) return;
+    this.restarts++;
+    this.setState(state, error);
+    const delay = this.backoff.next();
+    this.log.info({ camera: this.id, delayMs: delay }, `reconnecting in ${delay} ms`);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.connect();
+    }, delay);
+  }
+
+  private setState(state: CameraState, error: string | undefined): void {
+    if (this.state === state && this.error === error) return;
+    this.state = state;
+    this.error = error;
+    this.since = Date.now();
+    this.log.info({ camera: this.id, state, error }, `camera ${this.id}: ${state}${error ? ` (${error})` : ''}`);
+    this.emit('state', state, error);
+  }
+
+  private stopFeeder(): void {
+    this.feeder?.stop();
+    this.feeder = null;
+  }
+
+  private clearWatchdog(): void {
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.watchdog = null;
+  }
+
+  /** Stops the decoder; resolves once it has exited (SIGKILL after a grace period). */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.clearWatchdog();
+    this.stopFeeder();
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    const proc = this.proc;
+    this.proc = null;
+    if (proc && proc.exitCode === null && proc.signalCode === null) {
+      const exited = new Promise<void>((res) => proc.once('exit', () => res()));
+      killTree(proc);
+      await exited;
+    }
+    this.setState('stopped', undefined);
+  }
+}
+
+function killTree(proc: ChildProcess): void {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  proc.stdin?.destroy();
+  proc.kill('SIGTERM');
+  const t = setTimeout(() => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  }, KILL_GRACE_MS);
+  t.unref();
+  proc.once('exit', () => clearTimeout(t));
+}

@@ -1,0 +1,194 @@
+/**
+ * Command lines of the per-camera decoder processes. Every source ends in the same stage: crop to the region of
+ * interest, scale to the model input, optional fps cap, raw RGB24 frames on stdout (H*W*3 bytes each).
+ */
+import { readdirSync } from 'node:fs';
+import { extname, join } from 'node:path';
+import { CameraConfig, Roi } from '../config/types';
+import { SourceKind } from './url';
+
+export interface FrameSize {
+  width: number;
+  height: number;
+}
+
+export interface DecoderCommand {
+  command: string;
+  args: string[];
+  /** The synthetic source writes raw frames into the decoder's stdin. */
+  stdin: 'ignore' | 'pipe';
+  /** Problems found while building the command that the operator should see (e.g. mixed image types). */
+  notes: string[];
+}
+
+export interface IngestTimeouts {
+  connectTimeoutMs: number;
+}
+
+const IMAGE_EXTS = ['.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff'];
+
+/** crop -> scale -> fps: the same for every source, so the synthetic camera takes the real frame path. */
+export function filterChain(roi: Roi | null, size: FrameSize, fps: number): string {
+  const f: string[] = [];
+  if (roi) f.push(`crop=${roi.width}:${roi.height}:${roi.x}:${roi.y}`);
+  f.push(`scale=${size.width}:${size.height}:flags=bilinear+accurate_rnd+full_chroma_int`);
+  if (fps > 0) f.push(`fps=${fps}`);
+  return f.join(',');
+}
+
+const OUTPUT = (filters: string): string[] => ['-an', '-sn', '-dn', '-vf', filters, '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'];
+
+/** Picks the glob for an image directory: the most common image extension (ffmpeg's glob has no braces). */
+export function imageGlob(dir: string): { pattern: string; notes: string[] } {
+  const counts = new Map<string, number>();
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    /* unreadable: ffmpeg reports it and the camera retries */
+  }
+  for (const n of names) {
+    const e = extname(n).toLowerCase();
+    if (IMAGE_EXTS.includes(e)) counts.set(extname(n), (counts.get(extname(n)) ?? 0) + 1);
+  }
+  const sorted = [...counts.entries()].sort((a, b) => b[1] - a[1]);
+  const ext = sorted[0]?.[0] ?? '.png';
+  const notes = sorted.slice(1).map(([e, n]) => `image folder ${dir}: ${n} ${e} file(s) ignored (only ${ext} files are played)`);
+  // Escape glob metacharacters in the folder name itself.
+  const escaped = dir.replace(/([*?[\]])/g, '\\$1');
+  return { pattern: join(escaped, `*${ext}`), notes };
+}
+
+export function ffmpegCommand(
+  ffmpeg: string,
+  cam: CameraConfig,
+  source: SourceKind,
+  size: FrameSize,
+  t: IngestTimeouts,
+): DecoderCommand {
+  const common = ['-hide_banner', '-loglevel', 'warning', '-nostats'];
+  const filters = filterChain(cam.roi, size, cam.fps);
+  switch (source.kind) {
+    case 'rtsp':
+      return {
+        command: ffmpeg,
+        args: [
+          ...common,
+          '-nostdin',
+          '-rtsp_transport',
+          cam.transport,
+          // rtsp demuxer: socket I/O timeout in microseconds (also bounds the connect).
+          '-timeout',
+          String(t.connectTimeoutMs * 1000),
+          '-fflags',
+          'nobuffer',
+          '-flags',
+          'low_delay',
+          '-i',
+          source.url,
+          ...OUTPUT(filters),
+        ],
+        stdin: 'ignore',
+        notes: [],
+      };
+    case 'file':
+      return {
+        command: ffmpeg,
+        args: [...common, '-nostdin', '-re', '-stream_loop', '-1', '-i', source.path, ...OUTPUT(filters)],
+        stdin: 'ignore',
+        notes: [],
+      };
+    case 'dir': {
+      const { pattern, notes } = imageGlob(source.path);
+      const rate = cam.fps > 0 ? cam.fps : 5;
+      return {
+        command: ffmpeg,
+        args: [
+          ...common,
+          '-nostdin',
+          '-re',
+          '-framerate',
+          String(rate),
+          '-loop',
+          '1',
+          '-pattern_type',
+          'glob',
+          '-i',
+          pattern,
+          ...OUTPUT(filters),
+        ],
+        stdin: 'ignore',
+        notes,
+      };
+    }
+    case 'synthetic': {
+      const p = source.params;
+      return {
+        command: ffmpeg,
+        args: [
+          ...common,
+          '-f',
+          'rawvideo',
+          '-pix_fmt',
+          'rgb24',
+          '-video_size',
+          `${p.size}x${p.size}`,
+          '-framerate',
+          String(p.fps),
+          '-i',
+          'pipe:0',
+          ...OUTPUT(filters),
+        ],
+        stdin: 'pipe',
+        notes: [],
+      };
+    }
+  }
+}
+
+/**
+ * Jetson hardware decode (decoder "jetson-gst"): NVDEC through nvv4l2decoder, crop + scale on the VIC through
+ * nvvidconv, then RGBA -> RGB on the CPU (nvvidconv has no packed RGB output) and raw frames to stdout.
+ * Needs L4T's GStreamer plugins; it cannot run on a machine without them. H.264 streams only.
+ */
+export function jetsonGstCommand(gstLaunch: string, cam: CameraConfig, url: string, size: FrameSize, t: IngestTimeouts): DecoderCommand {
+  const crop = cam.roi
+    ? [`left=${cam.roi.x}`, `top=${cam.roi.y}`, `right=${cam.roi.x + cam.roi.width}`, `bottom=${cam.roi.y + cam.roi.height}`]
+    : [];
+  const rate = cam.fps > 0 ? ['!', 'videorate', 'drop-only=true', '!', `video/x-raw,framerate=${Math.round(cam.fps * 1000)}/1000`] : [];
+  return {
+    command: gstLaunch,
+    args: [
+      '-q', // gst-launch prints state changes on stdout otherwise, which would corrupt the frame stream
+      '-e',
+      'rtspsrc',
+      `location=${url}`,
+      `protocols=${cam.transport}`,
+      'latency=200',
+      `tcp-timeout=${t.connectTimeoutMs * 1000}`,
+      'drop-on-latency=true',
+      '!',
+      'rtph264depay',
+      '!',
+      'h264parse',
+      '!',
+      'nvv4l2decoder',
+      ...rate,
+      '!',
+      'nvvidconv',
+      ...crop,
+      '!',
+      `video/x-raw,format=RGBA,width=${size.width},height=${size.height}`,
+      '!',
+      'videoconvert',
+      '!',
+      'video/x-raw,format=RGB',
+      '!',
+      'fdsink',
+      'fd=1',
+      'sync=false',
+    ],
+    stdin: 'ignore',
+    notes: [],
+  };
+}

@@ -1,0 +1,10 @@
+// Minimal typings for unix-dgram 2.x (the package ships none).
+declare module 'unix-dgram' {
+  import { EventEmitter } from 'node:events';
+  export interface UnixDgramSocket extends EventEmitter {
+    send(buf: Buffer, offset: number, length: number, path: string, callback?: (err?: Error) => void): void;
+    bind(path: string): void;
+    close(): void;
+  }
+  export function createSocket(type: 'unix_dgram', listener?: (msg: Buffer, rinfo: { size: number; path?: string }) => void): UnixDgramSocket;
+}
