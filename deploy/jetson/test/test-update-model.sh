@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# update-model.sh against the shims: sha256 check, engine build before the switch, atomic `current` link,
+# rollback on an unhealthy start, pruning of old releases.
+set -uo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+UPDATE_MODEL="$JETSON_DIR/update-model.sh"
+
+start_with_model() { # an image running model m1
+  IMG="$(image_id registry.test/etstpm-edge:1.0)"
+  printf '%s\n' "$IMG" >"$ETSTPM_STATE_DIR/image"
+  make_model "$T/m1" v1
+  M1="$(model_id "$T/m1")"
+  mkdir -p "$ETSTPM_MODELS_DIR/releases"
+  cp -a "$T/m1" "$ETSTPM_MODELS_DIR/releases/$M1"
+  ln -s "releases/$M1" "$ETSTPM_MODELS_DIR/current"
+}
+no_staging_left() { [ -z "$(find "$ETSTPM_MODELS_DIR/releases" -maxdepth 1 -name '.incoming*')" ]; }
+
+# 1. A valid folder: copied, engine built for it (mounted where the daemon sees its model), switched, healthy.
+setup; start_with_model
+make_model "$T/m2" v2; M2="$(model_id "$T/m2")"
+"$UPDATE_MODEL" "$T/m2" >"$T/out" 2>&1; rc=$?
+check "model: exit 0" eq "$rc" 0
+check "model: current -> new release" eq "$(readlink "$ETSTPM_MODELS_DIR/current")" "releases/$M2"
+check "model: files copied intact" cmp -s "$T/m2/model.onnx" "$ETSTPM_MODELS_DIR/releases/$M2/model.onnx"
+check "model: previous recorded" eq "$(cat "$ETSTPM_STATE_DIR/model.previous")" "releases/$M1"
+check "model: engine built with the new folder at /models/current before the restart" before "$FAKE_LOG" \
+  "-v $ETSTPM_MODELS_DIR/releases/$M2:/models/current:ro --entrypoint node $IMG" "systemctl restart etstpm-edge.service image=$IMG model=releases/$M2"
+check "model: no staging folder left" no_staging_left
+teardown
+
+# 2. sha256 mismatch: refused with exit 4, nothing changed, nothing left behind.
+setup; start_with_model
+make_model "$T/bad" v3 "$(printf '0%.0s' $(seq 64))"
+"$UPDATE_MODEL" "$T/bad" >"$T/out" 2>&1; rc=$?
+check "sha mismatch: exit 4" eq "$rc" 4
+check "sha mismatch: message names file and both hashes" contains "$T/out" "model.onnx sha256 "
+check "sha mismatch: current unchanged" eq "$(readlink "$ETSTPM_MODELS_DIR/current")" "releases/$M1"
+check "sha mismatch: no restart, no engine build" lacks "$FAKE_LOG" "docker run"
+check "sha mismatch: no staging folder left" no_staging_left
+teardown
+
+# 3. Missing onnx file and a broken manifest: exit 4 with the reason.
+setup; start_with_model
+make_model "$T/noonnx" v4; rm "$T/noonnx/model.onnx"
+"$UPDATE_MODEL" "$T/noonnx" >"$T/out" 2>&1; rc=$?
+check "missing onnx: exit 4" eq "$rc" 4
+check "missing onnx: message" contains "$T/out" "model.onnx named in model.json is missing"
+mkdir -p "$T/badjson"; echo '{"format": "other"}' >"$T/badjson/model.json"
+"$UPDATE_MODEL" "$T/badjson" >"$T/out" 2>&1; rc=$?
+check "bad manifest: exit 4" eq "$rc" 4
+check "bad manifest: names the key" contains "$T/out" 'format: expected "etstpm-model/1"'
+teardown
+
+# 4. The new model starts unhealthy: switched back, exit 2, failed release recorded, engine cache untouched.
+setup; start_with_model
+make_model "$T/m5" v5; M5="$(model_id "$T/m5")"
+export FAKE_BAD_MODEL="$M5"
+"$UPDATE_MODEL" "$T/m5" >"$T/out" 2>&1; rc=$?
+check "model rollback: exit 2" eq "$rc" 2
+check "model rollback: current back to the old release" eq "$(readlink "$ETSTPM_MODELS_DIR/current")" "releases/$M1"
+check "model rollback: failed release recorded" eq "$(cat "$ETSTPM_STATE_DIR/model.failed")" "releases/$M5"
+check "model rollback: restarted on the new, then on the old model" before "$FAKE_LOG" "model=releases/$M5" "systemctl restart etstpm-edge.service image=$IMG model=releases/$M1"
+teardown
+
+# 5. Engine build fails for the new model: nothing switched, no restart.
+setup; start_with_model
+make_model "$T/m6" v6
+export FAKE_ENGINE_RC=5
+"$UPDATE_MODEL" "$T/m6" >"$T/out" 2>&1; rc=$?
+check "model engine failure: exit 1" eq "$rc" 1
+check "model engine failure: current unchanged" eq "$(readlink "$ETSTPM_MODELS_DIR/current")" "releases/$M1"
+check "model engine failure: no restart" lacks "$FAKE_LOG" "systemctl restart"
+teardown
+
+# 6. A tarball with the files inside one folder; then --rollback.
+setup; start_with_model
+make_model "$T/pkg/magnetic_tile-v7" v7; M7="$(model_id "$T/pkg/magnetic_tile-v7")"
+tar -czf "$T/m7.tar.gz" -C "$T/pkg" magnetic_tile-v7
+"$UPDATE_MODEL" "$T/m7.tar.gz" >"$T/out" 2>&1; rc=$?
+check "tarball: exit 0" eq "$rc" 0
+check "tarball: current -> new release" eq "$(readlink "$ETSTPM_MODELS_DIR/current")" "releases/$M7"
+check "tarball: files at the release top" test -f "$ETSTPM_MODELS_DIR/releases/$M7/model.json"
+"$UPDATE_MODEL" --rollback >"$T/out" 2>&1; rc=$?
+check "model --rollback: exit 0" eq "$rc" 0
+check "model --rollback: current back to the old release" eq "$(readlink "$ETSTPM_MODELS_DIR/current")" "releases/$M1"
+teardown
+
+# 7. Pruning: after several updates only current, previous and the two newest others remain.
+setup; start_with_model
+ids=()
+for v in 8 9 10 11 12; do
+  make_model "$T/m$v" "v$v"; ids+=("$(model_id "$T/m$v")")
+  "$UPDATE_MODEL" "$T/m$v" >"$T/out" 2>&1 || fail "prune setup v$v"
+  sleep 0.05
+done
+remaining="$(find "$ETSTPM_MODELS_DIR/releases" -mindepth 1 -maxdepth 1 -type d | wc -l)"
+check "prune: four releases remain" eq "$remaining" 4
+check "prune: current kept" test -d "$ETSTPM_MODELS_DIR/releases/${ids[4]}"
+check "prune: previous kept" test -d "$ETSTPM_MODELS_DIR/releases/${ids[3]}"
+check "prune: oldest removed" test ! -d "$ETSTPM_MODELS_DIR/releases/$M1"
+teardown
+
+finish
