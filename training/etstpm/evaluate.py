@@ -197,7 +197,8 @@ def _fmt(v) -> str:
 def format_table(result: dict) -> str:
     """Plain-text table: overall and per defect (its images against all good ones); verdicts when calibrated."""
     verdict = result.get("verdict")
-    head = f"{'defect':<14}{'images':>7}{'image AUROC':>13}{'pixel AUROC':>13}{'AU-PRO':>9}"
+    w = max([14] + [len(k) + 2 for k in result["per_defect"]])
+    head = f"{'defect':<{w}}{'images':>7}{'image AUROC':>13}{'pixel AUROC':>13}{'AU-PRO':>9}"
     if verdict:
         head += f"{'flagged ng':>12}"
     rows = [head, "-" * len(head)]
@@ -205,9 +206,9 @@ def format_table(result: dict) -> str:
 
     def row(name: str, n: int, r: dict | None, flagged: str = "") -> str:
         if r is None:
-            line = f"{name:<14}{n:>7}{'':>35}"
+            line = f"{name:<{w}}{n:>7}{'':>35}"
         else:
-            line = (f"{name:<14}{n:>7}{_fmt(r['image_auroc']):>13}{_fmt(r['pixel_auroc']):>13}"
+            line = (f"{name:<{w}}{n:>7}{_fmt(r['image_auroc']):>13}{_fmt(r['pixel_auroc']):>13}"
                     f"{_fmt(r['aupro']):>9}")
         return line + (f"{flagged:>12}" if verdict else "")
 

@@ -53,7 +53,7 @@ def anomaly_map_figure(path: str | Path, model, dataset, indices: list[int], sco
         final_range = (float(np.percentile(final, 0.5)), float(np.percentile(final, 99.5)))
     titles = ["image", "layer1 map", "layer2 map", "layer3 map", "anomaly map (product)", "ground truth"]
     rows = len(items)
-    fig, axes = plt.subplots(rows, 6, figsize=(14, 2.3 * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, 6, figsize=(14, 2.3 * rows + 0.5), squeeze=False, layout="constrained")
     for r, it in enumerate(items):
         img = _display_image(it["image"])
         mask = it["mask"][0].numpy() > 0.5
@@ -84,14 +84,13 @@ def anomaly_map_figure(path: str | Path, model, dataset, indices: list[int], sco
     if threshold is not None:
         note += f"; red: map >= calibrated threshold {threshold:.3g}"
     fig.suptitle(f"{Path(dataset.root).name}/{dataset.category} - {note}", fontsize=10)
-    fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
 def roc_figure(path: str | Path, curves: dict, result: dict) -> None:
     """Image-level and pixel-level ROC curves, overall and per defect type, AUROC in the legend."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5), layout="constrained")
     for ax, kind, key in ((axes[0], "image", "image_auroc"), (axes[1], "pixel", "pixel_auroc")):
         for name, c in curves.items():
             if c.get(kind) is None:
@@ -110,7 +109,6 @@ def roc_figure(path: str | Path, curves: dict, result: dict) -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(f"{result['category']} - {result['finetune']} teacher, {result['epochs']} epochs, "
                  f"{result['protocol']}", fontsize=11)
-    fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
