@@ -48,6 +48,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune-full-epochs", type=int, default=2)
     p.add_argument("--finetune-lr-head", type=float, default=0.01, help="SGD learning rate, head-only epochs")
     p.add_argument("--finetune-lr", type=float, default=0.001, help="SGD learning rate, all-unfrozen epochs")
+    p.add_argument("--no-teacher-cache", action="store_true",
+                   help="recompute teacher features every epoch instead of keeping them in memory (see docs)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for student training")
     p.add_argument("--paper-protocol", action="store_true",
                    help="fine-tune the teacher on test images too, as the paper did; results are marked leaked")
@@ -65,7 +67,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
     cfg = TrainConfig(
         data=a.data, category=a.category, weights=a.weights, out=a.out, image_size=a.image_size, seed=a.seed,
         device=a.device, holdout=a.holdout, max_train_images=a.max_train_images,
-        student=StudentConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, num_workers=a.workers),
+        student=StudentConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, num_workers=a.workers,
+                              cache_teacher=False if a.no_teacher_cache else None),
         finetune=FinetuneConfig(mode=a.finetune, head_epochs=a.finetune_head_epochs,
                                 full_epochs=a.finetune_full_epochs, lr_head=a.finetune_lr_head,
                                 lr_full=a.finetune_lr, extra_roots=list(a.finetune_roots),

@@ -205,7 +205,8 @@ class AnomalyDataset(Dataset):
         else:
             mask = torch.zeros(1, self.image_size, self.image_size)
         has_mask = s.label == 0 or s.mask_path is not None
-        return {"image": image, "mask": mask, "has_mask": has_mask, "label": s.label, "defect": s.defect, "path": s.path}
+        return {"image": image, "mask": mask, "has_mask": has_mask, "label": s.label, "defect": s.defect, "path": s.path,
+                "index": i}
 
 
 def split_holdout(samples: Sequence[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:

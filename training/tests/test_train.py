@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,29 @@ def test_resume_continues_and_matches_uninterrupted(tmp_path: Path, weights_file
         assert torch.allclose(a.float(), b.float(), atol=1e-5), k
     assert meta_full["history"]["student"][1]["loss"] == pytest.approx(meta_part["history"]["student"][1]["loss"],
                                                                         rel=1e-5)
+
+
+def test_teacher_feature_cache_gives_the_same_student(weights_file: Path, hazelnut_root: Path) -> None:
+    from etstpm.data import AnomalyDataset, train_samples
+    from etstpm.model import ETSTPM
+    from etstpm.student import train_student
+
+    resnet, _ = load_resnet18(weights_file)
+    teacher = FeatureExtractor(resnet)
+    ds = AnomalyDataset(hazelnut_root, "hazelnut_toy", "train", 32,
+                        samples=train_samples(hazelnut_root, "hazelnut_toy")[:10], cache=True)
+    results = []
+    for cache in (False, True):
+        torch.manual_seed(0)
+        model = ETSTPM(teacher, FeatureExtractor())
+        with tempfile.TemporaryDirectory() as d:
+            hist = train_student(model, ds, StudentConfig(epochs=3, batch_size=4, cache_teacher=cache),
+                                 torch.device("cpu"), Path(d), seed=0, show_progress=False)
+        results.append((hist, model.student.state_dict()))
+    (h0, s0), (h1, s1) = results
+    assert [h["loss"] for h in h0] == pytest.approx([h["loss"] for h in h1], rel=1e-6)
+    for k in s0:
+        assert torch.allclose(s0[k].float(), s1[k].float(), atol=1e-6), k
 
 
 def test_seed_changes_student(tmp_path: Path, weights_file: Path, hazelnut_root: Path) -> None:
