@@ -15,12 +15,12 @@ cell() { "$one" "$@" || echo "FAILED: $*" >&2; }
 stage1() {
   cell grid-stpm   "${grid[@]}" 20 none
   cell grid-etstpm "${grid[@]}" 20 auto
-  cell mtd-stpm    "${mtd[@]}"  "${MTD1:-4}" none
-  cell mtd-etstpm  "${mtd[@]}"  "${MTD1:-4}" auto
+  cell mtd-stpm    "${mtd[@]}"  "${MTD1:-3}" none
+  cell mtd-etstpm  "${mtd[@]}"  "${MTD1:-3}" auto
 }
 stage2() {
-  cell mtd-stpm    "${mtd[@]}"  "${MTD2:-8}" none
-  cell mtd-etstpm  "${mtd[@]}"  "${MTD2:-8}" auto
+  cell mtd-stpm    "${mtd[@]}"  "${MTD2:-5}" none
+  cell mtd-etstpm  "${mtd[@]}"  "${MTD2:-5}" auto
 }
 stage3() {
   cell screw-stpm   "${screw[@]}" "${SCREW:-5}" none
