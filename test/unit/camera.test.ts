@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import sharp from 'sharp';
+import { CameraConfig } from '../../src/config/types';
+import { Backoff } from '../../src/sources/backoff';
+import { Camera, CameraState, IngestOptions } from '../../src/sources/camera';
+import { silentLog, until } from './helpers';
+
+const ingest: IngestOptions = {
+  stallTimeoutMs: 2000,
+  connectTimeoutMs: 4000,
+  reconnectMinMs: 100,
+  reconnectMaxMs: 400,
+  ffmpegPath: 'ffmpeg',
+  gstLaunchPath: 'gst-launch-1.0',
+};
+
+const cfg = (over: Partial<CameraConfig>): CameraConfig => ({ id: 'c', url: '', fps: 0, roi: null, transport: 'tcp', decoder: 'ffmpeg', ...over });
+
+describe('Backoff', () => {
+  it('doubles from min up to max and resets', () => {
+    const b = new Backoff(500, 30000);
+    assert.deepEqual([1, 2, 3, 4, 5, 6, 7, 8].map(() => b.next()), [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+    b.reset();
+    assert.equal(b.next(), 500);
+  });
+});
+
+describe('Camera (real ffmpeg)', () => {
+  it('image folder: crops the ROI, scales to the model size and delivers exact RGB frames', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'etstpm-cam-'));
+    // Left half red, right half blue; the ROI takes the right half only.
+    const img = Buffer.alloc(80 * 40 * 3);
+    for (let y = 0; y < 40; y++) for (let x = 0; x < 80; x++) img.set(x < 40 ? [255, 0, 0] : [0, 0, 255], (y * 80 + x) * 3);
+    await sharp(img, { raw: { width: 80, height: 40, channels: 3 } }).png().toFile(join(dir, 'a.png'));
+    await sharp(img, { raw: { width: 80, height: 40, channels: 3 } }).png().toFile(join(dir, 'b.png'));
+    writeFileSync(join(dir, 'notes.txt'), 'not an image');
+    const cam = new Camera(cfg({ url: dir, fps: 10, roi: { x: 40, y: 0, width: 40, height: 40 } }), { width: 16, height: 16 }, ingest, silentLog());
+    const frames: Buffer[] = [];
+    const states: CameraState[] = [];
+    cam.on('frame', (f) => frames.push(f));
+    cam.on('state', (s) => states.push(s));
+    cam.start();
+    await until(() => frames.length >= 5, 8000, '5 frames');
+    await cam.stop();
+    assert.deepEqual(states.slice(0, 2), ['connecting', 'streaming']);
+    assert.equal(states.at(-1), 'stopped');
+    for (const f of frames) {
+      assert.equal(f.length, 16 * 16 * 3);
+      // Every pixel blue (within codec rounding): the red half was cropped away.
+      let maxRed = 0;
+      let minBlue = 255;
+      for (let i = 0; i < f.length; i += 3) {
+        maxRed = Math.max(maxRed, f[i]);
+        minBlue = Math.min(minBlue, f[i + 2]);
+      }
+      assert.ok(maxRed < 16 && minBlue > 239, `ROI not applied: maxRed ${maxRed} minBlue ${minBlue}`);
+    }
+    assert.equal(cam.captured, frames.length);
+  });
+
+  it('synthetic camera takes the ffmpeg path and streams', async () => {
+    const cam = new Camera(cfg({ url: 'synthetic://?fps=20&size=64' }), { width: 32, height: 32 }, ingest, silentLog());
+    let n = 0;
+    cam.on('frame', (f) => {
+      assert.equal(f.length, 32 * 32 * 3);
+      n++;
+    });
+    cam.start();
+    await until(() => n >= 3, 8000, '3 synthetic frames');
+    await cam.stop();
+    assert.equal(cam.state, 'stopped');
+  });
+
+  it('unreachable RTSP camera: failed with the reason, then retries with backoff', async () => {
+    const cam = new Camera(cfg({ url: 'rtsp://127.0.0.1:9/none' }), { width: 16, height: 16 }, ingest, silentLog());
+    const states: Array<[CameraState, string | undefined]> = [];
+    cam.on('state', (s, e) => states.push([s, e]));
+    cam.start();
+    await until(() => states.filter(([s]) => s === 'connecting').length >= 3, 10000, 'three connection attempts');
+    await cam.stop();
+    const failed = states.filter(([s]) => s === 'failed');
+    assert.ok(failed.length >= 2);
+    assert.ok(failed.every(([, e]) => typeof e === 'string' && e.length > 0), JSON.stringify(failed));
+    assert.ok(cam.restarts >= 2);
+  });
+
+  it('a decoder that produces no frames is failed by the connect timeout, one that stops is stalled', async () => {
+    // "ffmpeg" here is a script that runs but stays silent: the connect timeout must fire.
+    const fake = join(mkdtempSync(join(tmpdir(), 'etstpm-fake-')), 'silent-ffmpeg');
+    writeFileSync(fake, '#!/bin/sh\nexec sleep 30\n', { mode: 0o755 });
+    const silent = new Camera(cfg({ url: 'rtsp://x/y' }), { width: 8, height: 8 }, { ...ingest, ffmpegPath: fake, connectTimeoutMs: 300 }, silentLog());
+    const errs: string[] = [];
+    silent.on('state', (s, e) => s === 'failed' && errs.push(e ?? ''));
+    silent.start();
+    await until(() => errs.length >= 1, 5000, 'connect timeout');
+    await silent.stop();
+    assert.match(errs[0], /no frame within 300 ms/);
+
+    const stalling = new Camera(cfg({ url: 'synthetic://?fps=20&size=32' }), { width: 8, height: 8 }, { ...ingest, stallTimeoutMs: 300 }, silentLog());
+    const seen: CameraState[] = [];
+    stalling.on('state', (s) => seen.push(s));
+    stalling.start();
+    await until(() => seen.includes('streaming'), 8000, 'streaming');
+    // Freeze the decoder: no more frames although the process lives.
+    const proc = (stalling as unknown as { proc: { pid: number } }).proc;
+    process.kill(proc.pid, 'SIGSTOP');
+    await until(() => seen.includes('stalled'), 5000, 'stalled state');
+    await until(() => seen.filter((s) => s === 'streaming').length >= 2, 10000, 'recovery after restart');
+    await stalling.stop();
+    try {
+      process.kill(proc.pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  });
+
+  it('a camera with an unusable URL fails alone without throwing', () => {
+    const cam = new Camera(cfg({ url: 'synthetic://?defectRate=7' }), { width: 8, height: 8 }, ingest, silentLog());
+    cam.start();
+    assert.equal(cam.state, 'failed');
+    assert.match(cam.error ?? '', /defectRate=7/);
+  });
+});

@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { loadConfig, redactConfig, redactUrl } from '../../src/config/load';
+
+function errors(argv: string[], env: NodeJS.ProcessEnv = {}): string[] {
+  const r = loadConfig({ argv, env });
+  assert.equal(r.kind, 'error', `expected errors, got ${r.kind}`);
+  return r.kind === 'error' ? r.errors : [];
+}
+
+function tmpFile(content: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'etstpm-cfg-'));
+  const f = join(dir, 'config.json');
+  writeFileSync(f, content);
+  return f;
+}
+
+describe('config', () => {
+  it('no configuration at all gives the demo defaults', () => {
+    const r = loadConfig({ argv: [], env: {} });
+    assert.equal(r.kind, 'ok');
+    if (r.kind !== 'ok') return;
+    assert.deepEqual(r.config.cameras, [{ id: 'sim-1', url: 'synthetic://', fps: 0, roi: null, transport: 'tcp', decoder: 'ffmpeg' }]);
+    assert.equal(r.config.mqtt.url, '');
+    assert.equal(r.config.model.dir, 'models/demo');
+    assert.deepEqual(r.config.model.providers, ['tensorrt', 'cuda', 'cpu']);
+    assert.equal(r.config.http.port, 9464);
+  });
+
+  it('precedence: flag > env > file > default', () => {
+    const f = tmpFile(JSON.stringify({ mqtt: { topicPrefix: 'file' }, http: { port: 1001 }, log: { level: 'warn' } }));
+    const r = loadConfig({ argv: ['--config', f, '--http-port', '1003'], env: { ETSTPM_HTTP_PORT: '1002', ETSTPM_MQTT_TOPIC_PREFIX: 'env' } });
+    assert.equal(r.kind, 'ok');
+    if (r.kind !== 'ok') return;
+    assert.equal(r.config.http.port, 1003);
+    assert.equal(r.config.mqtt.topicPrefix, 'env');
+    assert.equal(r.config.log.level, 'warn');
+  });
+
+  it('env: providers as a comma list, cameras as JSON', () => {
+    const r = loadConfig({
+      argv: [],
+      env: { ETSTPM_MODEL_PROVIDERS: 'cuda, cpu', ETSTPM_CAMERAS: '[{"id":"c1","url":"rtsp://h/s","fps":5,"roi":{"x":1,"y":2,"width":30,"height":40}}]' },
+    });
+    assert.equal(r.kind, 'ok');
+    if (r.kind !== 'ok') return;
+    assert.deepEqual(r.config.model.providers, ['cuda', 'cpu']);
+    assert.deepEqual(r.config.cameras[0], { id: 'c1', url: 'rtsp://h/s', fps: 5, roi: { x: 1, y: 2, width: 30, height: 40 }, transport: 'tcp', decoder: 'ffmpeg' });
+  });
+
+  it('one message per problem, each naming the key', () => {
+    const e = errors(['--http-port', '70000', '--model-providers', 'cpu,gpu', '--log-level', 'loud'], {
+      ETSTPM_CAMERAS: '[{"id":"a/b","url":"","fps":-1,"decoder":"vaapi","extra":1},{"id":"ok","url":"rtsp://x/y"},{"id":"ok","url":"rtsp://x/z"}]',
+    });
+    const keys = e.map((l) => l.split(':')[0]);
+    for (const k of ['http.port', 'model.providers', 'log.level', 'cameras[0].id', 'cameras[0].url', 'cameras[0].fps', 'cameras[0].decoder', 'cameras[0].extra', 'cameras[2].id']) {
+      assert.ok(keys.includes(k), `no message for ${k} in:\n${e.join('\n')}`);
+    }
+    assert.ok(e.find((l) => l.startsWith('cameras[2].id'))?.includes('duplicate'));
+    assert.ok(e.find((l) => l.startsWith('model.providers'))?.includes('"gpu"'));
+  });
+
+  it('file errors: unknown keys, wrong types, bad JSON, unreadable TLS files', () => {
+    const f = tmpFile(JSON.stringify({ mqtt: { port: 1, ca: '/nonexistent/ca.pem' }, snapshot: { format: 'gif', everyN: 'x' } }));
+    const e = errors(['--config', f]);
+    assert.ok(e.some((l) => l.startsWith('mqtt.port: not a known key')), e.join('\n'));
+    assert.ok(e.some((l) => l.startsWith('snapshot.format:')), e.join('\n'));
+    assert.ok(e.some((l) => l.startsWith('snapshot.everyN:')), e.join('\n'));
+    assert.ok(e.some((l) => l.startsWith('mqtt.ca: cannot read file "/nonexistent/ca.pem"')), e.join('\n'));
+    const bad = tmpFile('{ "mqtt": ');
+    const e2 = errors(['--config', bad]);
+    assert.equal(e2.length, 1);
+    assert.match(e2[0], /^--config: ".*config.json" is not valid JSON/);
+    assert.match(errors(['--config', '/nonexistent.json'])[0], /^--config: cannot read "\/nonexistent.json" \(ENOENT\)/);
+  });
+
+  it('unknown flags and unparsable env values are reported, not thrown', () => {
+    assert.match(errors(['--bogus'])[0], /^command line: .*--bogus/);
+    assert.match(errors([], { ETSTPM_CAMERAS: '{nope' })[0], /^cameras: not valid JSON/);
+  });
+
+  it('secrets never appear in messages or in the logged config', () => {
+    const e = errors(['--mqtt-url', 'mqtt://user:s3cr3t-url@broker:1883', '--cameras', '[{"id":"a b","url":"rtsp://cam:s3cr3t-cam@10.0.0.1/x"}]'], {
+      ETSTPM_MQTT_PASSWORD: 's3cr3t-pw',
+    });
+    const all = e.join('\n');
+    for (const s of ['s3cr3t-url', 's3cr3t-cam', 's3cr3t-pw']) assert.ok(!all.includes(s), `${s} leaked into: ${all}`);
+    const r = loadConfig({
+      argv: ['--mqtt-url', 'mqtts://user:s3cr3t-url@broker:8883', '--cameras', '[{"id":"a","url":"rtsp://cam:s3cr3t-cam@10.0.0.1/x"}]'],
+      env: { ETSTPM_MQTT_USERNAME: 'user', ETSTPM_MQTT_PASSWORD: 's3cr3t-pw' },
+    });
+    assert.equal(r.kind, 'ok');
+    if (r.kind !== 'ok') return;
+    const logged = JSON.stringify(redactConfig(r.config));
+    for (const s of ['s3cr3t-url', 's3cr3t-cam', 's3cr3t-pw']) assert.ok(!logged.includes(s), `${s} leaked into: ${logged}`);
+    assert.equal(redactUrl('rtsp://a:b@h:554/x'), 'rtsp://***@h:554/x');
+    assert.equal(redactUrl('rtsp://h/x'), 'rtsp://h/x');
+  });
+});

@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { CameraConfig } from '../../src/config/types';
+import { ffmpegCommand, filterChain, jetsonGstCommand } from '../../src/sources/ffmpeg-args';
+import { classifyUrl, parseSynthetic } from '../../src/sources/url';
+
+const cam = (over: Partial<CameraConfig> = {}): CameraConfig => ({ id: 'c', url: 'rtsp://h/s', fps: 0, roi: null, transport: 'tcp', decoder: 'ffmpeg', ...over });
+const size = { width: 256, height: 256 };
+
+function after(args: string[], flag: string): string | undefined {
+  const i = args.indexOf(flag);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+describe('decoder command lines', () => {
+  it('rtsp: TCP transport, socket timeout in microseconds, crop then scale, raw rgb24 on stdout', () => {
+    const c = cam({ roi: { x: 10, y: 20, width: 300, height: 200 }, fps: 5 });
+    const cmd = ffmpegCommand('ffmpeg', c, classifyUrl(c.url), size, { connectTimeoutMs: 10000 });
+    assert.equal(cmd.command, 'ffmpeg');
+    assert.equal(after(cmd.args, '-rtsp_transport'), 'tcp');
+    assert.equal(after(cmd.args, '-timeout'), '10000000');
+    assert.ok(cmd.args.indexOf('-timeout') < cmd.args.indexOf('-i'), 'input options must come before -i');
+    assert.equal(after(cmd.args, '-i'), 'rtsp://h/s');
+    assert.equal(after(cmd.args, '-vf'), 'crop=300:200:10:20,scale=256:256:flags=bilinear+accurate_rnd+full_chroma_int,fps=5');
+    assert.deepEqual(cmd.args.slice(-5), ['-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1']);
+    assert.ok(cmd.args.includes('-nostdin'));
+    const udp = ffmpegCommand('ffmpeg', cam({ transport: 'udp' }), classifyUrl('rtsp://h/s'), size, { connectTimeoutMs: 1 });
+    assert.equal(after(udp.args, '-rtsp_transport'), 'udp');
+  });
+
+  it('filter chain without ROI or fps cap is only the scale', () => {
+    assert.equal(filterChain(null, { width: 64, height: 32 }, 0), 'scale=64:32:flags=bilinear+accurate_rnd+full_chroma_int');
+  });
+
+  it('video files loop in real time; synthetic frames enter through stdin as raw video', () => {
+    const file = ffmpegCommand('ffmpeg', cam({ url: '/videos/line.mp4' }), classifyUrl('/nonexistent/line.mp4'), size, { connectTimeoutMs: 1 });
+    assert.equal(after(file.args, '-stream_loop'), '-1');
+    assert.ok(file.args.includes('-re'));
+    const syn = ffmpegCommand('ffmpeg', cam({ url: 'synthetic://?fps=7&size=128' }), classifyUrl('synthetic://?fps=7&size=128'), size, { connectTimeoutMs: 1 });
+    assert.equal(syn.stdin, 'pipe');
+    assert.equal(after(syn.args, '-i'), 'pipe:0');
+    assert.equal(after(syn.args, '-video_size'), '128x128');
+    assert.equal(after(syn.args, '-framerate'), '7');
+    assert.equal(after(syn.args, '-vf'), filterChain(null, size, 0), 'synthetic frames must take the same scale stage');
+  });
+
+  it('synthetic:// parameters are parsed and checked', () => {
+    assert.deepEqual(parseSynthetic('synthetic://'), { defectRate: 0.1, fps: 5, seed: 1, size: 256 });
+    assert.deepEqual(parseSynthetic('synthetic://?defectRate=0.5&fps=2&seed=9&size=64'), { defectRate: 0.5, fps: 2, seed: 9, size: 64 });
+    assert.throws(() => parseSynthetic('synthetic://?defectRate=2'), /defectRate=2/);
+    assert.throws(() => parseSynthetic('synthetic://?colour=red'), /colour is unknown/);
+  });
+
+  it('jetson-gst: nvv4l2decoder + nvvidconv crop/scale, RGB to fd 1, quiet gst-launch', () => {
+    const c = cam({ decoder: 'jetson-gst', roi: { x: 8, y: 4, width: 640, height: 480 }, fps: 10 });
+    const cmd = jetsonGstCommand('gst-launch-1.0', c, 'rtsp://cam/stream', size, { connectTimeoutMs: 5000 });
+    assert.equal(cmd.command, 'gst-launch-1.0');
+    assert.equal(cmd.args[0], '-q');
+    const pipeline = cmd.args.join(' ');
+    assert.match(pipeline, /rtspsrc location=rtsp:\/\/cam\/stream protocols=tcp .*! rtph264depay ! h264parse ! nvv4l2decoder/);
+    assert.match(pipeline, /nvvidconv left=8 top=4 right=648 bottom=484 ! video\/x-raw,format=RGBA,width=256,height=256/);
+    assert.match(pipeline, /videorate drop-only=true ! video\/x-raw,framerate=10000\/1000/);
+    assert.match(pipeline, /video\/x-raw,format=RGB ! fdsink fd=1/);
+    assert.match(pipeline, /tcp-timeout=5000000/);
+  });
+});
