@@ -68,3 +68,16 @@ def test_f1_needs_a_separate_labelled_set(tiny_run, tmp_path: Path, hazelnut_roo
     cal = calibrate_run(run_dir, val_data=str(hazelnut_root), val_category="hazelnut_toy", show_progress=False)
     assert cal["threshold"]["method"] == "f1-optimal" and 0 < cal["threshold"]["details"]["f1"] <= 1
     assert cal["normalization"]["threshold"] == cal["threshold"]["raw"]
+
+
+def test_calibrate_cli(tiny_run, tmp_path: Path, capsys) -> None:
+    from etstpm.cli import main
+
+    run_dir = _copy_run(tiny_run, tmp_path)
+    assert main(["calibrate", "--run", str(run_dir), "--frr", "0.0"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert out == meta["calibration"]
+    # frr 0 -> the largest held-out score: no held-out image is rejected... except the maximum itself (r >= thr)
+    assert out["threshold"]["raw"] == pytest.approx(out["threshold"]["details"]["holdout_score_max"])
+    assert main(["calibrate", "--run", str(tmp_path / "nothing")]) == 2

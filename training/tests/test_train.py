@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -25,7 +26,7 @@ def _cfg(root: Path, category: str, weights: Path, out: Path, **kw) -> TrainConf
     ft = kw.pop("finetune", FinetuneConfig(mode="none"))
     return TrainConfig(data=str(root), category=category, weights=str(weights), out=str(out),
                        image_size=kw.pop("image_size", TINY_SIZE), student=StudentConfig(epochs=epochs),
-                       finetune=ft, progress=False, **kw)
+                       finetune=ft, progress=kw.pop("progress", False), **kw)
 
 
 def test_tiny_run_folder(tiny_run) -> None:
@@ -101,9 +102,15 @@ def test_teacher_feature_cache_gives_the_same_student(weights_file: Path, hazeln
         assert torch.allclose(s0[k].float(), s1[k].float(), atol=1e-6), k
 
 
-def test_seed_changes_student(tmp_path: Path, weights_file: Path, hazelnut_root: Path) -> None:
+def test_seed_changes_student_and_progress_bar_shows_loss_and_eta(tmp_path: Path, weights_file: Path,
+                                                                  hazelnut_root: Path, capsys) -> None:
     a = train(_cfg(hazelnut_root, "hazelnut_toy", weights_file, tmp_path / "a", max_train_images=4, seed=0,
-                   image_size=32, calibrate=False))
+                   image_size=32, calibrate=False, progress=True))
+    captured = capsys.readouterr()
+    err = captured.err
+    assert "student" in err and "loss=" in err and "epoch=1/1" in err
+    assert re.search(r"\[\d\d:\d\d<\d\d:\d\d", err)  # tqdm's elapsed<remaining (ETA)
+    assert re.search(r"student epoch 1/1: loss [\d.]+, [\d.]+ s", captured.out)  # per-epoch line with wall time
     b = train(_cfg(hazelnut_root, "hazelnut_toy", weights_file, tmp_path / "b", max_train_images=4, seed=1,
                    image_size=32, calibrate=False))
     wa = load_run(a)[0].student.conv1.weight
@@ -113,7 +120,7 @@ def test_seed_changes_student(tmp_path: Path, weights_file: Path, hazelnut_root:
 
 def test_classes_finetune_and_paper_protocol(tmp_path: Path, weights_file: Path, hazelnut_root: Path,
                                              grid_root: Path) -> None:
-    ft = FinetuneConfig(mode="auto", extra_roots=[str(grid_root)], head_epochs=1, full_epochs=1,
+    ft = FinetuneConfig(mode="auto", extra_roots=[str(grid_root)], head_epochs=1, full_epochs=0,
                         paper_protocol=True)
     run = train(_cfg(hazelnut_root, "hazelnut_toy", weights_file, tmp_path / "paper", finetune=ft,
                      max_train_images=4, image_size=32, calibrate=False))
@@ -143,3 +150,4 @@ def test_cli_reports_bad_data(tmp_path: Path, weights_file: Path, capsys) -> Non
                "--out", str(tmp_path / "r"), "--no-progress"])
     assert rc == 2
     assert "category folder not found" in capsys.readouterr().err
+

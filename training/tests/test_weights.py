@@ -1,6 +1,7 @@
 """Teacher weights: both file forms load, and conv1..layer3 compute exactly what the file's tensors say."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,10 @@ def test_bad_files_are_named(tmp_path: Path) -> None:
     torch.save({"conv1.weight": torch.zeros(3, 3, 7, 7)}, tmp_path / "shape.pth")
     with pytest.raises(WeightsError, match=r"shape\.pth: does not fit torchvision resnet18"):
         load_resnet18(tmp_path / "shape.pth")
+
+
+@pytest.mark.skipif(os.environ.get("ETSTPM_NETWORK") != "1",
+                    reason="downloads torchvision's ImageNet weights; set ETSTPM_NETWORK=1 on a machine with a network")
+def test_imagenet_download_weights() -> None:
+    model, info = load_resnet18("imagenet")
+    assert info["bn_form"] == "original" and not info["missing"]
