@@ -18,6 +18,8 @@ export interface EngineModelInfo {
 export class ModelCheckError extends Error {}
 
 export function readEngineModelInfo(modelDir: string): EngineModelInfo {
+  // Absolute, unresolved (no realpath): the same path string the daemon hands onnxruntime (/models/current/...).
+  modelDir = path.resolve(modelDir);
   const manifestPath = path.join(modelDir, 'model.json');
   let raw: unknown;
   try {
