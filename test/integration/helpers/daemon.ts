@@ -25,7 +25,8 @@ export function baseConfig(o: { cameras: Camera[]; modelDir: string; mqttUrl: st
     mqtt: { url: o.mqttUrl, topicPrefix: o.prefix, clientId: `${o.prefix}-daemon` },
     http: { port: o.httpPort ?? 0 },
     status: { intervalMs: 500 },
-    ingest: { stallTimeoutMs: 2000, connectTimeoutMs: 3000, reconnectMinMs: 200, reconnectMaxMs: 1000 },
+    // connectTimeoutMs: ffmpeg needs ~3.3 s to its first RTSP frame here (stream analysis), so not lower than that
+    ingest: { stallTimeoutMs: 2000, connectTimeoutMs: 8000, reconnectMinMs: 200, reconnectMaxMs: 1000 },
     log: { level: 'info' },
   };
   return deepMerge(cfg, o.extra ?? {});
