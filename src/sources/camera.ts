@@ -52,6 +52,7 @@ export class Camera extends EventEmitter<CameraEvents> {
   private lastStderr = '';
   private running = false;
   private readonly frameTimes: number[] = [];
+  private readonly stderrSeen = new Map<string, { at: number; suppressed: number }>();
 
   constructor(
     readonly config: CameraConfig,
@@ -124,7 +125,7 @@ export class Camera extends EventEmitter<CameraEvents> {
         const text = redactUrl(line.trim());
         if (text.length === 0) return;
         this.lastStderr = text;
-        this.log.warn({ camera: this.id, decoder: cmd.command }, text);
+        this.logDecoderLine(cmd.command, text);
       });
     }
     proc.on('error', (err) => {
@@ -148,6 +149,21 @@ export class Camera extends EventEmitter<CameraEvents> {
     const startedAt = Date.now();
     this.clearWatchdog();
     this.watchdog = setInterval(() => this.checkStall(startedAt), Math.min(500, this.opts.stallTimeoutMs / 4));
+  }
+
+  /** Decoder lines go to the log, but a line repeated per frame is logged once a minute with a count. */
+  private logDecoderLine(decoder: string, text: string): void {
+    const key = text.replace(/0x[0-9a-f]+/gi, '');
+    const now = Date.now();
+    const seen = this.stderrSeen.get(key);
+    if (seen && now - seen.at < 60000) {
+      seen.suppressed++;
+      return;
+    }
+    const repeated = seen?.suppressed ?? 0;
+    if (this.stderrSeen.size > 200) this.stderrSeen.clear();
+    this.stderrSeen.set(key, { at: now, suppressed: 0 });
+    this.log.warn({ camera: this.id, decoder, ...(repeated > 0 ? { repeatedSinceLast: repeated } : {}) }, text);
   }
 
   private checkStall(startedAt: number): void {

@@ -100,3 +100,13 @@ describe('config', () => {
     assert.equal(redactUrl('rtsp://h/x'), 'rtsp://h/x');
   });
 });
+
+describe('config/ examples', () => {
+  for (const name of ['example.json', 'jetson-gst.json', 'images-folder.json']) {
+    it(`config/${name} is valid (TLS files aside, which exist only on a device)`, () => {
+      const r = loadConfig({ argv: ['--config', join(__dirname, '..', '..', '..', 'config', name)], env: {} });
+      const errs = r.kind === 'error' ? r.errors.filter((e) => !/^mqtt\.(ca|cert|key): cannot read file/.test(e)) : [];
+      assert.deepEqual(errs, []);
+    });
+  }
+});

@@ -166,6 +166,44 @@ describe('daemon process (smoke)', () => {
     }
   });
 
+  it('SIGHUP reloads the camera list from the config file; a bad list is rejected and the cameras kept', async () => {
+    const [mqttPort] = [await freePort()];
+    const file = join(mkdtempSync(join(tmpdir(), 'etstpm-hup-')), 'config.json');
+    const conf = (cameras: unknown) =>
+      writeFileSync(file, JSON.stringify({ cameras, model: { dir: TINY_MODEL, providers: ['cpu'] }, mqtt: { embeddedPort: mqttPort }, http: { port: 0 } }));
+    conf([{ id: 'a', url: 'synthetic://?fps=10&size=64' }]);
+    const run = startDaemon(['--config', file], { ETSTPM_LOG_LEVEL: 'warn' });
+    let client: mqtt.MqttClient | null = null;
+    try {
+      const t0 = Date.now();
+      while (!client) {
+        try {
+          client = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0 });
+        } catch (err) {
+          if (Date.now() - t0 > 15000) throw err;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+      const got = collect(client);
+      await client.subscribeAsync('etstpm/+/result');
+      await until(() => got.some((p) => p.topic === 'etstpm/a/result'), 15000, 'results of camera a');
+      conf([{ id: 'a', url: 'synthetic://?fps=10&size=64' }, { id: 'b', url: 'synthetic://?fps=10&size=64&seed=2' }]);
+      run.proc.kill('SIGHUP');
+      await until(() => got.some((p) => p.topic === 'etstpm/b/result'), 15000, 'results of the added camera b');
+      conf([{ id: 'bad id', url: '' }]);
+      run.proc.kill('SIGHUP');
+      await until(() => run.stderr.join('').includes('new camera list rejected'), 5000, 'rejection logged');
+      const before = got.length;
+      await until(() => got.slice(before).some((p) => p.topic === 'etstpm/b/result') && got.slice(before).some((p) => p.topic === 'etstpm/a/result'), 10000, 'both cameras still running');
+      assert.match(run.stderr.join(''), /config: cameras\[0\]\.id/);
+      run.proc.kill('SIGTERM');
+      assert.equal(await run.exited, 0);
+    } finally {
+      client?.end(true);
+      run.proc.kill('SIGKILL');
+    }
+  });
+
   it('exit code 2 with one line per configuration problem, 3 for an unusable model', async () => {
     const bad = startDaemon(['--http-port', 'x', '--model-providers', 'gpu']);
     assert.equal(await bad.exited, 2);
