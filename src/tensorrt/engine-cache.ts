@@ -104,7 +104,9 @@ export function pruneEngineDirs(cacheRoot: string, keep: ReadonlySet<string>, ke
     return [];
   }
   const others = names
-    .filter((n) => !keep.has(n))
+    // Only engine directories; never one whose build holds a lock right now (another key being built).
+    .filter((n) => !keep.has(n) && !n.endsWith('.lock') && !fs.existsSync(path.join(root, `${n}.lock`)))
+    .filter((n) => fs.statSync(path.join(root, n)).isDirectory())
     .map((n) => ({ n, mtime: fs.statSync(path.join(root, n)).mtimeMs }))
     .sort((a, b) => b.mtime - a.mtime);
   const removed: string[] = [];

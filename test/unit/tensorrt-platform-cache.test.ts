@@ -117,6 +117,10 @@ test('pruning keeps the current engine and the newest others (for rollback)', ()
     // 'current' is kept by name, 'prev' as the newest other one; the rest goes.
     assert.deepEqual(pruneEngineDirs(root, new Set(['current']), 1).sort(), ['old1', 'old2']);
     assert.deepEqual(fs.readdirSync(path.join(root, 'engines')).sort(), ['current', 'prev']);
+    // A directory whose build is running (lock file beside it) and the lock itself are never pruned.
+    fs.writeFileSync(path.join(root, 'engines', 'current.lock'), 'host 1 now\n');
+    assert.deepEqual(pruneEngineDirs(root, new Set(['prev']), 0), []);
+    fs.rmSync(path.join(root, 'engines', 'current.lock'));
     // A named directory is kept even when it is the oldest.
     assert.deepEqual(pruneEngineDirs(root, new Set(['prev']), 0), ['current']);
     assert.deepEqual(pruneEngineDirs(path.join(root, 'absent'), new Set(), 0), []);
