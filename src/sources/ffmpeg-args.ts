@@ -147,9 +147,11 @@ export function ffmpegCommand(
 }
 
 /**
- * Jetson hardware decode (decoder "jetson-gst"): NVDEC through nvv4l2decoder, crop + scale on the VIC through
- * nvvidconv, then RGBA -> RGB on the CPU (nvvidconv has no packed RGB output) and raw frames to stdout.
- * Needs L4T's GStreamer plugins; it cannot run on a machine without them. H.264 streams only.
+ * Jetson hardware decode (decoder "jetson-gst"): the pipeline of docs/deploy-jetson.md. parsebin picks the
+ * depayloader/parser for H.264 or H.265, NVDEC decodes (nvv4l2decoder), the VIC crops and scales (nvvidconv, into
+ * system memory), the fps cap follows in system memory (a caps filter straight after the decoder cannot negotiate
+ * NVMM), and RGBA -> RGB runs in videoconvert (nvvidconv has no packed RGB output). Needs L4T's GStreamer plugins;
+ * it cannot run on a machine without them.
  */
 export function jetsonGstCommand(gstLaunch: string, cam: CameraConfig, url: string, size: FrameSize, t: IngestTimeouts): DecoderCommand {
   const crop = cam.roi
@@ -168,17 +170,17 @@ export function jetsonGstCommand(gstLaunch: string, cam: CameraConfig, url: stri
       `tcp-timeout=${t.connectTimeoutMs * 1000}`,
       'drop-on-latency=true',
       '!',
-      'rtph264depay',
+      'application/x-rtp,media=video',
       '!',
-      'h264parse',
+      'parsebin',
       '!',
       'nvv4l2decoder',
-      ...rate,
       '!',
       'nvvidconv',
       ...crop,
       '!',
       `video/x-raw,format=RGBA,width=${size.width},height=${size.height}`,
+      ...rate,
       '!',
       'videoconvert',
       '!',

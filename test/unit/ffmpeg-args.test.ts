@@ -57,10 +57,16 @@ describe('decoder command lines', () => {
     assert.equal(cmd.command, 'gst-launch-1.0');
     assert.equal(cmd.args[0], '-q');
     const pipeline = cmd.args.join(' ');
-    assert.match(pipeline, /rtspsrc location=rtsp:\/\/cam\/stream protocols=tcp .*! rtph264depay ! h264parse ! nvv4l2decoder/);
-    assert.match(pipeline, /nvvidconv left=8 top=4 right=648 bottom=484 ! video\/x-raw,format=RGBA,width=256,height=256/);
-    assert.match(pipeline, /videorate drop-only=true ! video\/x-raw,framerate=10000\/1000/);
-    assert.match(pipeline, /video\/x-raw,format=RGB ! fdsink fd=1/);
-    assert.match(pipeline, /tcp-timeout=5000000/);
+    // The exact string of docs/deploy-jetson.md ("Hardware decode").
+    assert.equal(
+      pipeline,
+      '-q -e rtspsrc location=rtsp://cam/stream protocols=tcp latency=200 tcp-timeout=5000000 drop-on-latency=true ' +
+        '! application/x-rtp,media=video ! parsebin ! nvv4l2decoder ! nvvidconv left=8 top=4 right=648 bottom=484 ' +
+        '! video/x-raw,format=RGBA,width=256,height=256 ! videorate drop-only=true ! video/x-raw,framerate=10000/1000 ' +
+        '! videoconvert ! video/x-raw,format=RGB ! fdsink fd=1 sync=false',
+    );
+    const plain = jetsonGstCommand('gst-launch-1.0', cam({ decoder: 'jetson-gst', transport: 'udp' }), 'rtsp://c/s', size, { connectTimeoutMs: 1000 }).args.join(' ');
+    assert.match(plain, /protocols=udp/);
+    assert.match(plain, /nvvidconv ! video\/x-raw,format=RGBA,width=256,height=256 ! videoconvert/);
   });
 });
