@@ -6,7 +6,8 @@
 //
 // Exit codes: 0 engine ready (built now or already there; with --check: ready), 1 --check: not ready,
 // 2 usage or configuration error, 3 model folder invalid (missing file, sha256 mismatch), 4 TensorRT unavailable
-// on this machine or in this onnxruntime build, 5 the build ran but produced no usable engine.
+// on this machine or in this onnxruntime build, 5 the build ran but produced no usable engine (recorded in
+// FAILED.json; not retried without --force, so a failing build does not delay every restart by minutes).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -15,6 +16,8 @@ import {
   clearEngineDir,
   listEngineFiles,
   pruneEngineDirs,
+  readFailedMarker,
+  writeFailedMarker,
   writeReadyMarker,
   type ReadyMarker,
 } from './engine-cache';
@@ -201,6 +204,16 @@ export async function runEngineBuild(o: EngineBuildOptions, deps: EngineBuildDep
     return { exitCode: EXIT.ok, message: `already built: ${setup.key.id} in ${setup.engineDir}`, ...base, engines: setup.state.marker.engines };
   }
 
+  const failed = readFailedMarker(setup.engineDir);
+  if (failed !== null && !o.force) {
+    return {
+      exitCode: EXIT.buildFailed,
+      message: `the last build of ${setup.key.id} failed (${failed.failedAt}: ${failed.reason}); not retrying ` +
+        'automatically (a failing build takes minutes on every restart): fix the cause, then run with --force',
+      ...base,
+    };
+  }
+
   fs.mkdirSync(path.dirname(setup.engineDir), { recursive: true });
   const release = acquireLock(`${setup.engineDir}.lock`);
   if (release === null) {
@@ -234,7 +247,9 @@ export async function runEngineBuild(o: EngineBuildOptions, deps: EngineBuildDep
           ...base,
         };
       }
-      return { exitCode: EXIT.buildFailed, message: `session creation failed: ${msg}`, ...base };
+      const message = `session creation failed: ${msg}`;
+      writeFailedMarker(setup.engineDir, setup.key.id, message);
+      return { exitCode: EXIT.buildFailed, message, ...base };
     }
     try {
       // Run the smallest and the largest batch of the profile once, so any lazily built engine exists on disk.
@@ -244,7 +259,9 @@ export async function runEngineBuild(o: EngineBuildOptions, deps: EngineBuildDep
       }
     } catch (e) {
       clearEngineDir(setup.engineDir);
-      return { exitCode: EXIT.buildFailed, message: `warm-up run failed: ${(e as Error).message.split('\n')[0]}`, ...base };
+      const message = `warm-up run failed: ${(e as Error).message.split('\n')[0]}`;
+      writeFailedMarker(setup.engineDir, setup.key.id, message);
+      return { exitCode: EXIT.buildFailed, message, ...base };
     } finally {
       await session.release();
     }
@@ -252,13 +269,10 @@ export async function runEngineBuild(o: EngineBuildOptions, deps: EngineBuildDep
 
     const engines = listEngineFiles(setup.engineDir);
     if (engines.length === 0) {
-      return {
-        exitCode: EXIT.buildFailed,
-        message: `TensorRT wrote no engine file to ${setup.engineDir}: the onnxruntime-node binding ignored the trt_* ` +
-          'provider options (not the patched build from Dockerfile.l4t?) or TensorRT took no part of the graph',
-        ...base,
-        buildMs,
-      };
+      const message = `TensorRT wrote no engine file to ${setup.engineDir}: the onnxruntime-node binding ignored the trt_* ` +
+        'provider options (not the patched build from Dockerfile.l4t?) or TensorRT took no part of the graph';
+      writeFailedMarker(setup.engineDir, setup.key.id, message);
+      return { exitCode: EXIT.buildFailed, message, ...base, buildMs };
     }
     const marker: ReadyMarker = {
       format: 'etstpm-trt-ready/1',

@@ -8,6 +8,15 @@ import * as path from 'node:path';
 import type { EngineKey } from './cache-key';
 
 export const READY_FILE = 'READY.json';
+/** Written when a build for this key failed, so restarts do not retry a minutes-long failing build each time. */
+export const FAILED_FILE = 'FAILED.json';
+
+export interface FailedMarker {
+  format: 'etstpm-trt-failed/1';
+  keyId: string;
+  failedAt: string;
+  reason: string;
+}
 
 export interface ReadyMarker {
   format: 'etstpm-trt-ready/1';
@@ -48,7 +57,26 @@ export function listEngineFiles(dir: string): { file: string; bytes: number }[] 
     .map((file) => ({ file, bytes: fs.statSync(path.join(dir, file)).size }));
 }
 
+export function readFailedMarker(dir: string): FailedMarker | null {
+  try {
+    const m = JSON.parse(fs.readFileSync(path.join(dir, FAILED_FILE), 'utf8')) as FailedMarker;
+    return m.format === 'etstpm-trt-failed/1' ? m : null;
+  } catch {
+    return null;
+  }
+}
+
+export function writeFailedMarker(dir: string, keyId: string, reason: string): void {
+  fs.mkdirSync(dir, { recursive: true });
+  const marker: FailedMarker = { format: 'etstpm-trt-failed/1', keyId, failedAt: new Date().toISOString(), reason };
+  const tmp = path.join(dir, `.${FAILED_FILE}.${process.pid}.tmp`);
+  fs.writeFileSync(tmp, JSON.stringify(marker, null, 2) + '\n');
+  fs.renameSync(tmp, path.join(dir, FAILED_FILE));
+}
+
 export function readEngineState(dir: string, key: EngineKey): EngineState {
+  const failed = readFailedMarker(dir);
+  if (failed !== null) return { state: 'incomplete', reason: `build failed at ${failed.failedAt}: ${failed.reason}` };
   const markerPath = path.join(dir, READY_FILE);
   let text: string;
   try {

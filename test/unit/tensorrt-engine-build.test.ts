@@ -130,6 +130,20 @@ test('engine build CLI: TensorRT libraries present but the onnxruntime-node bind
     assert.match(r.stderr, /TensorRT unavailable in this onnxruntime-node build: .*(Failed to load shared library|is unsupported: 'tensorrt')/);
     // No half-built engine directory and no lock are left behind.
     assert.deepEqual(fs.readdirSync(path.join(cache, 'engines')), []);
+
+    // A build that failed before is not retried on every start (minutes each on a Jetson) unless --force.
+    const engineDir = JSON.parse(run(['--model-dir', dir, '--cache-dir', cache, '--check', '--json'], { ETSTPM_TRT_PROBE_ROOT: root }).stdout).engineDir;
+    fs.mkdirSync(engineDir, { recursive: true });
+    fs.writeFileSync(path.join(engineDir, 'FAILED.json'), JSON.stringify({ format: 'etstpm-trt-failed/1', keyId: 'k', failedAt: '2026-11-28T00:00:00Z', reason: 'warm-up run failed: out of memory' }));
+    const again = run(['--model-dir', dir, '--cache-dir', cache], { ETSTPM_TRT_PROBE_ROOT: root });
+    assert.equal(again.code, 5);
+    assert.match(again.stderr, /last build of .* failed \(2026-11-28T00:00:00Z: warm-up run failed: out of memory\); not retrying automatically.*--force/);
+    const checked = run(['--model-dir', dir, '--cache-dir', cache, '--check'], { ETSTPM_TRT_PROBE_ROOT: root });
+    assert.equal(checked.code, 1);
+    assert.match(checked.stderr, /build failed at 2026-11-28T00:00:00Z: warm-up run failed: out of memory/);
+    const forced = run(['--model-dir', dir, '--cache-dir', cache, '--force'], { ETSTPM_TRT_PROBE_ROOT: root });
+    assert.equal(forced.code, 4, forced.stderr); // retried: reaches the binding, which has no TensorRT here
+    assert.ok(!fs.existsSync(engineDir), 'a forced retry starts from a clean folder');
   } finally {
     for (const d of [dir, root, cache]) fs.rmSync(d, { recursive: true, force: true });
   }

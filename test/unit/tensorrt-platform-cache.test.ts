@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { probePlatform, parseNvTegraRelease, computeCapabilityFromCompatible, compareVersions } from '../../src/tensorrt/platform';
 import { engineCacheKey } from '../../src/tensorrt/cache-key';
-import { engineDir, pruneEngineDirs, readEngineState, timingCacheDir, writeReadyMarker, type ReadyMarker } from '../../src/tensorrt/engine-cache';
+import { engineDir, pruneEngineDirs, readEngineState, timingCacheDir, writeFailedMarker, writeReadyMarker, type ReadyMarker } from '../../src/tensorrt/engine-cache';
 
 function tmp(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -99,6 +99,10 @@ test('engine cache state: missing, interrupted, ready, and damaged after the fac
 
     fs.writeFileSync(path.join(dir, 'READY.json'), '{not json');
     assert.match((readEngineState(dir, key) as { reason: string }).reason, /not JSON/);
+
+    // A failed build is remembered (restarts must not retry a minutes-long failing build) and says why.
+    writeFailedMarker(dir, key.id, 'session creation failed: boom');
+    assert.match((readEngineState(dir, key) as { reason: string }).reason, /^build failed at \d{4}-.*: session creation failed: boom$/);
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }
