@@ -110,7 +110,7 @@ image="$(current_image)"
 if [ "${ETSTPM_ENGINE_BUILD:-1}" = 1 ] && [ -n "$image" ]; then
   log "building the TensorRT engine for $name $version with $image before switching"
   rc=0
-  engine_build "$image" "$target" || rc=$?
+  ENGINE_BUILD_RETRY_FAILED=1 engine_build "$image" "$target" || rc=$?
   [ "$rc" -eq 0 ] || die "engine build for $name $version failed (exit $rc); nothing changed (current: ${cur:-<none>})"
 fi
 

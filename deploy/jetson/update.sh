@@ -53,7 +53,7 @@ fi
 if [ "${ETSTPM_ENGINE_BUILD:-1}" = 1 ] && [ -e "$ETSTPM_MODELS_DIR/current/model.json" ]; then
   log "building the TensorRT engine with $new before switching (minutes on first build)"
   rc=0
-  engine_build "$new" || rc=$?
+  ENGINE_BUILD_RETRY_FAILED=1 engine_build "$new" || rc=$?
   [ "$rc" -eq 0 ] || die "engine build with $ref failed (exit $rc); nothing changed (still running ${old:-<none>})"
 fi
 

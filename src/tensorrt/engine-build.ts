@@ -2,12 +2,12 @@
 // update), so that a production start finds it in the cache and never builds inside the watchdog window.
 //
 //   node dist/src/tensorrt/engine-build.js --model-dir DIR --cache-dir DIR [--config FILE] [--fp16|--no-fp16]
-//        [--max-batch N] [--device-id N] [--check] [--force] [--prune N] [--json]
+//        [--max-batch N] [--device-id N] [--check] [--force] [--retry-failed] [--prune N] [--json]
 //
 // Exit codes: 0 engine ready (built now or already there; with --check: ready), 1 --check: not ready,
 // 2 usage or configuration error, 3 model folder invalid (missing file, sha256 mismatch), 4 TensorRT unavailable
 // on this machine or in this onnxruntime build, 5 the build ran but produced no usable engine (recorded in
-// FAILED.json; not retried without --force, so a failing build does not delay every restart by minutes).
+// FAILED.json; not retried without --retry-failed or --force, so a failing build does not delay every restart).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -36,6 +36,8 @@ export interface EngineBuildOptions {
   deviceId: number;
   check: boolean;
   force: boolean;
+  /** Retry a key whose last build failed (FAILED.json), but keep an engine that is ready (update scripts). */
+  retryFailed: boolean;
   prune: number | null;
   json: boolean;
 }
@@ -45,7 +47,7 @@ export class UsageError extends Error {}
 const DEFAULTS = { modelDir: 'models/demo', cacheDir: '/var/cache/etstpm/trt', fp16: true, maxBatch: 4 };
 
 const USAGE = `usage: engine-build --model-dir DIR --cache-dir DIR [--config FILE] [--fp16|--no-fp16] [--max-batch N]
-                    [--device-id N] [--check] [--force] [--prune N] [--json]`;
+                    [--device-id N] [--check] [--force] [--retry-failed] [--prune N] [--json]`;
 
 /** Reads the four keys the engine depends on from the daemon's JSON config file (same names as the daemon). */
 function readConfigFile(file: string): Partial<Pick<EngineBuildOptions, 'modelDir' | 'cacheDir' | 'fp16' | 'maxBatch'>> {
@@ -98,6 +100,7 @@ export function parseEngineBuildArgs(argv: readonly string[], env: NodeJS.Proces
         'device-id': { type: 'string' },
         check: { type: 'boolean' },
         force: { type: 'boolean' },
+        'retry-failed': { type: 'boolean' },
         prune: { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -120,6 +123,7 @@ export function parseEngineBuildArgs(argv: readonly string[], env: NodeJS.Proces
     deviceId: positiveInt('device-id', v['device-id'], 0) ?? 0,
     check: v.check ?? false,
     force: v.force ?? false,
+    retryFailed: v['retry-failed'] ?? false,
     prune: positiveInt('prune', v.prune, 0) ?? null,
     json: v.json ?? false,
   };
@@ -205,11 +209,11 @@ export async function runEngineBuild(o: EngineBuildOptions, deps: EngineBuildDep
   }
 
   const failed = readFailedMarker(setup.engineDir);
-  if (failed !== null && !o.force) {
+  if (failed !== null && !o.force && !o.retryFailed) {
     return {
       exitCode: EXIT.buildFailed,
       message: `the last build of ${setup.key.id} failed (${failed.failedAt}: ${failed.reason}); not retrying ` +
-        'automatically (a failing build takes minutes on every restart): fix the cause, then run with --force',
+        'automatically (a failing build takes minutes on every restart): fix the cause, then run with --retry-failed',
       ...base,
     };
   }

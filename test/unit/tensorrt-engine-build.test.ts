@@ -51,7 +51,7 @@ test('engine build: argument precedence flags > env > config file > defaults, an
     fs.writeFileSync(cfg, JSON.stringify({ model: { dir: '/m/cfg', maxBatch: 2, tensorrt: { cacheDir: '/c/cfg', fp16: false } } }));
     assert.deepEqual(parseEngineBuildArgs([], {}), {
       modelDir: 'models/demo', cacheDir: '/var/cache/etstpm/trt', fp16: true, maxBatch: 4, deviceId: 0,
-      check: false, force: false, prune: null, json: false,
+      check: false, force: false, retryFailed: false, prune: null, json: false,
     });
     const fromCfg = parseEngineBuildArgs(['--config', cfg], {});
     assert.equal(fromCfg.modelDir, '/m/cfg');
@@ -131,17 +131,17 @@ test('engine build CLI: TensorRT libraries present but the onnxruntime-node bind
     // No half-built engine directory and no lock are left behind.
     assert.deepEqual(fs.readdirSync(path.join(cache, 'engines')), []);
 
-    // A build that failed before is not retried on every start (minutes each on a Jetson) unless --force.
+    // A build that failed before is not retried on every start (minutes each on a Jetson) unless asked to.
     const engineDir = JSON.parse(run(['--model-dir', dir, '--cache-dir', cache, '--check', '--json'], { ETSTPM_TRT_PROBE_ROOT: root }).stdout).engineDir;
     fs.mkdirSync(engineDir, { recursive: true });
     fs.writeFileSync(path.join(engineDir, 'FAILED.json'), JSON.stringify({ format: 'etstpm-trt-failed/1', keyId: 'k', failedAt: '2026-11-28T00:00:00Z', reason: 'warm-up run failed: out of memory' }));
     const again = run(['--model-dir', dir, '--cache-dir', cache], { ETSTPM_TRT_PROBE_ROOT: root });
     assert.equal(again.code, 5);
-    assert.match(again.stderr, /last build of .* failed \(2026-11-28T00:00:00Z: warm-up run failed: out of memory\); not retrying automatically.*--force/);
+    assert.match(again.stderr, /last build of .* failed \(2026-11-28T00:00:00Z: warm-up run failed: out of memory\); not retrying automatically.*--retry-failed/);
     const checked = run(['--model-dir', dir, '--cache-dir', cache, '--check'], { ETSTPM_TRT_PROBE_ROOT: root });
     assert.equal(checked.code, 1);
     assert.match(checked.stderr, /build failed at 2026-11-28T00:00:00Z: warm-up run failed: out of memory/);
-    const forced = run(['--model-dir', dir, '--cache-dir', cache, '--force'], { ETSTPM_TRT_PROBE_ROOT: root });
+    const forced = run(['--model-dir', dir, '--cache-dir', cache, '--retry-failed'], { ETSTPM_TRT_PROBE_ROOT: root });
     assert.equal(forced.code, 4, forced.stderr); // retried: reaches the binding, which has no TensorRT here
     assert.ok(!fs.existsSync(engineDir), 'a forced retry starts from a clean folder');
   } finally {

@@ -52,6 +52,7 @@ FAKE_ENGINE_RC=4 "$LIB/etstpm-edge-engine-build" 2>"$T/out"; rc=$?
 check "engine unit: passes the CLI's exit status (4 = TensorRT unavailable)" eq "$rc" 4
 check "engine unit: explains the fallback" contains "$T/out" "the daemon will run on the next provider"
 check "engine unit: builds for the current model at /models/current" contains "$FAKE_LOG" "--model-dir /models/current --cache-dir /var/cache/etstpm/trt"
+check "engine unit: does not retry a failed build at every boot" lacks "$FAKE_LOG" "--retry-failed"
 teardown
 
 finish

@@ -28,6 +28,7 @@ check "model: previous recorded" eq "$(cat "$ETSTPM_STATE_DIR/model.previous")" 
 check "model: engine built with the new folder at /models/current before the restart" before "$FAKE_LOG" \
   "-v $ETSTPM_MODELS_DIR/releases/$M2:/models/current:ro --entrypoint node $IMG" "systemctl restart etstpm-edge.service image=$IMG model=releases/$M2"
 check "model: no staging folder left" no_staging_left
+check "model: retries a previously failed engine build for this model" contains "$FAKE_LOG" "--retry-failed"
 teardown
 
 # 2. sha256 mismatch: refused with exit 4, nothing changed, nothing left behind.

@@ -23,6 +23,7 @@ check "update: the new image is current" eq "$(cat "$ETSTPM_STATE_DIR/image")" "
 check "update: the old image is recorded as previous" eq "$(cat "$ETSTPM_STATE_DIR/image.previous")" "$OLD"
 check "update: pulled by tag from ETSTPM_IMAGE_REPO" contains "$FAKE_LOG" "docker pull registry.test/etstpm-edge:1.1"
 check "update: engine built with the new image before the restart" before "$FAKE_LOG" "--entrypoint node $NEW dist/src/tensorrt/engine-build.js" "systemctl restart etstpm-edge.service image=$NEW"
+check "update: an update retries a previously failed engine build" contains "$FAKE_LOG" "--prune 2 --retry-failed"
 check "update: engine build mounts models read-only and the cache read-write" contains "$FAKE_LOG" "-v $ETSTPM_MODELS_DIR:/models:ro -v $ETSTPM_TRT_CACHE_DIR:/var/cache/etstpm/trt"
 teardown
 
