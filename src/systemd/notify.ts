@@ -2,8 +2,11 @@
  * sd_notify(3) without libsystemd: datagrams to $NOTIFY_SOCKET sent from the daemon's own PID (so
  * NotifyAccess=main works) through the unix-dgram addon (node's dgram has no AF_UNIX). READY=1, STATUS=,
  * STOPPING=1 and WATCHDOG=1 every WATCHDOG_USEC/2 while the caller says the pipeline is healthy.
- * Abstract sockets ("@name") cannot be addressed through unix-dgram: notifications are then disabled with a warning.
+ * unix-dgram cannot address abstract sockets ("@name"): those go through one long-lived python3 relay process
+ * (messages then come from the relay's PID, fine for supervisors that do not check it; systemd's own socket is a
+ * path).
  */
+import { spawn } from 'node:child_process';
 import type { Logger } from '../log';
 
 export interface DatagramSender {
@@ -26,6 +29,44 @@ export function unixDgramSender(): DatagramSender {
   };
 }
 
+const ABSTRACT_RELAY = `
+import socket, sys
+addr = "\\0" + sys.argv[1]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+for line in sys.stdin:
+    line = line.strip()
+    if line:
+        try:
+            s.sendto(bytes.fromhex(line), addr)
+        except OSError as e:
+            print("sendto failed: %s" % e, file=sys.stderr, flush=True)
+`;
+
+/** Abstract-socket transport: one python3 process that sends each hex-encoded line as one datagram. */
+export function abstractRelaySender(name: string, log: Logger, python = process.env.ETSTPM_PYTHON ?? 'python3'): DatagramSender {
+  const proc = spawn(python, ['-u', '-c', ABSTRACT_RELAY, name], { stdio: ['pipe', 'ignore', 'pipe'] });
+  let dead: string | null = null;
+  proc.on('error', (err) => {
+    dead = `cannot start ${python}: ${err.message}`;
+    log.warn({ err: dead }, 'abstract NOTIFY_SOCKET relay unavailable: systemd notifications disabled');
+  });
+  proc.on('exit', (code) => {
+    dead ??= `relay exited (${code})`;
+  });
+  proc.stderr?.on('data', (d: Buffer) => log.warn({ relay: d.toString().trim() }, 'NOTIFY_SOCKET relay'));
+  proc.stdin?.on('error', () => undefined);
+  proc.unref();
+  return {
+    send: (_path, message) =>
+      dead
+        ? Promise.reject(new Error(dead))
+        : new Promise((resolve, reject) => proc.stdin?.write(`${message.toString('hex')}\n`, (err) => (err ? reject(err) : resolve()))),
+    close: () => {
+      proc.stdin?.end();
+    },
+  };
+}
+
 export interface WatchdogHealth {
   ok: boolean;
   reason?: string;
@@ -44,23 +85,24 @@ export class SystemdNotifier {
     env: NodeJS.ProcessEnv,
     private readonly log: Logger,
     makeSender: () => DatagramSender = unixDgramSender,
+    makeAbstractSender: (name: string) => DatagramSender = (name) => abstractRelaySender(name, log),
   ) {
     const sock = env.NOTIFY_SOCKET ?? '';
     let path: string | null = null;
-    if (sock.startsWith('@')) {
-      log.warn({ socket: sock }, 'NOTIFY_SOCKET is an abstract socket, which unix-dgram cannot address: systemd notifications disabled');
+    if (sock.startsWith('@') && sock.length > 1) {
+      path = sock;
+      log.info({ socket: sock }, 'NOTIFY_SOCKET is an abstract socket: notifications go through a python3 relay');
+      this.sender = makeAbstractSender(sock.slice(1));
     } else if (sock.startsWith('/')) {
       path = sock;
-    } else if (sock !== '') {
-      log.warn({ socket: sock }, 'NOTIFY_SOCKET is not an absolute path: systemd notifications disabled');
-    }
-    if (path !== null) {
       try {
         this.sender = makeSender();
       } catch (err) {
         log.warn({ err: (err as Error).message }, 'unix-dgram addon unavailable: systemd notifications disabled');
         path = null;
       }
+    } else if (sock !== '') {
+      log.warn({ socket: sock }, 'NOTIFY_SOCKET is neither an absolute path nor @abstract: systemd notifications disabled');
     }
     this.socketPath = path;
     const usec = Number(env.WATCHDOG_USEC ?? '');

@@ -74,15 +74,31 @@ describe('systemd notify against a real unix datagram socket', { skip: python ? 
     n.close();
   });
 
-  it('does nothing without NOTIFY_SOCKET, for another WATCHDOG_PID, or for an abstract socket (with a warning)', async () => {
+  it('does nothing without NOTIFY_SOCKET, with a relative one, or for another WATCHDOG_PID', async () => {
     assert.equal(new SystemdNotifier({}, silentLog()).enabled, false);
     assert.equal(await new SystemdNotifier({}, silentLog()).ready('x'), false);
+    assert.equal(new SystemdNotifier({ NOTIFY_SOCKET: 'relative.sock' }, silentLog()).enabled, false);
     const other = new SystemdNotifier({ NOTIFY_SOCKET: path, WATCHDOG_USEC: '100000', WATCHDOG_PID: '1' }, silentLog());
     assert.equal(other.watchdogIntervalMs, null);
     other.close();
-    const cap = captureLog();
-    const abs = new SystemdNotifier({ NOTIFY_SOCKET: '@etstpm-test' }, cap.log);
-    assert.equal(abs.enabled, false);
-    assert.ok(cap.messages().some((m) => m.includes('abstract socket')));
+  });
+
+  it('reaches an abstract socket (@name) through the relay', async () => {
+    const name = `etstpm-unit-${process.pid}`;
+    const abs = spawn(python as string, ['-c', LISTENER.replace('s.bind(path)', 's.bind("\\0" + path)'), name], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const got: string[] = [];
+    let ready = false;
+    createInterface({ input: abs.stdout! }).on('line', (l) => (l === 'listening' ? (ready = true) : got.push(JSON.parse(l) as string)));
+    try {
+      await until(() => ready, 5000, 'abstract listener');
+      const n = new SystemdNotifier({ NOTIFY_SOCKET: `@${name}` }, silentLog());
+      assert.equal(n.enabled, true);
+      await n.ready('abstract ok');
+      await until(() => got.length >= 1, 5000, 'READY on the abstract socket');
+      assert.equal(got[0], `READY=1\nSTATUS=abstract ok\nMAINPID=${process.pid}`);
+      n.close();
+    } finally {
+      abs.kill();
+    }
   });
 });
