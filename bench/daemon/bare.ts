@@ -1,0 +1,75 @@
+// Bare model throughput in onnxruntime-node: the ceiling the daemon is measured against (issue 3, item 12).
+// Same session options as the daemon (src/infer/session.ts: CPU provider, graphOptimizationLevel "all", default
+// threads), same input (uint8 NHWC frames at the model size, here copies of real images decoded by sharp), no
+// ingest, no MQTT. Reports frames/s per batch size after a warm-up.
+//
+//   node dist/bench/daemon/bare.js --model models/demo [--seconds 20] [--batches 1,2,4] [--images DIR]
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import sharp from 'sharp';
+import { percentile, round } from './stats';
+
+export interface BareResult {
+  batch: number;
+  runs: number;
+  frames: number;
+  seconds: number;
+  framesPerSecond: number;
+  runMsP50: number;
+  runMsP99: number;
+}
+
+async function loadFrames(dir: string | undefined, w: number, h: number, n: number): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  if (dir) {
+    for (const f of readdirSync(dir).sort().slice(0, n)) {
+      const buf = await sharp(join(dir, f)).removeAlpha().toColourspace('srgb').resize(w, h, { fit: 'fill' })
+        .raw().toBuffer();
+      out.push(new Uint8Array(buf.buffer, buf.byteOffset, buf.length));
+    }
+  }
+  while (out.length < n) out.push(new Uint8Array(w * h * 3).map((_, i) => (i * 31 + out.length * 7) % 256));
+  return out;
+}
+
+export async function benchBare(modelDir: string, seconds: number, batches: number[], imagesDir?: string):
+  Promise<{ model: { name: string; version: string; height: number; width: number }; results: BareResult[] }> {
+  const manifest = JSON.parse(readFileSync(join(modelDir, 'model.json'), 'utf8'));
+  const { height: h, width: w } = manifest.input;
+  const session = await ort.InferenceSession.create(join(modelDir, manifest.onnx.file),
+    { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+  const frames = await loadFrames(imagesDir, w, h, Math.max(...batches));
+  const results: BareResult[] = [];
+  for (const b of batches) {
+    const data = new Uint8Array(b * h * w * 3);
+    for (let i = 0; i < b; i++) data.set(frames[i], i * h * w * 3);
+    const feeds = { [manifest.input.name]: new ort.Tensor('uint8', data, [b, h, w, 3]) };
+    for (let i = 0; i < 3; i++) await session.run(feeds); // warm-up
+    const times: number[] = [];
+    const t0 = performance.now();
+    while (performance.now() - t0 < seconds * 1000) {
+      const t = performance.now();
+      await session.run(feeds);
+      times.push(performance.now() - t);
+    }
+    const el = (performance.now() - t0) / 1000;
+    results.push({ batch: b, runs: times.length, frames: times.length * b, seconds: round(el),
+      framesPerSecond: round((times.length * b) / el), runMsP50: round(percentile(times, 50)),
+      runMsP99: round(percentile(times, 99)) });
+  }
+  await session.release();
+  return { model: { name: manifest.name, version: manifest.version, height: h, width: w }, results };
+}
+
+function arg(name: string, def?: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : def;
+}
+
+if (require.main === module) {
+  const model = arg('model', 'models/demo')!;
+  benchBare(model, Number(arg('seconds', '20')), arg('batches', '1,2,4')!.split(',').map(Number), arg('images'))
+    .then((r) => console.log(JSON.stringify(r, null, 2)))
+    .catch((e) => { console.error(e); process.exit(1); });
+}
