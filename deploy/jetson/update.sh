@@ -58,9 +58,14 @@ if [ "${ETSTPM_ENGINE_BUILD:-1}" = 1 ] && [ -e "$ETSTPM_MODELS_DIR/current/model
 fi
 
 log "switching ${old:-<none>} -> $new ($ref)"
+old_prev="$(previous_image)"
 write_state image.previous "$old"
 if switch_to "$new"; then
   log "update done: $ref ($new) is healthy"
+  # Keep the current and the previous image (rollback target); the one before them only costs disk.
+  if [ -n "$old_prev" ] && [ "$old_prev" != "$new" ] && [ "$old_prev" != "$old" ]; then
+    if "$DOCKER" image rm "$old_prev" >/dev/null 2>&1; then log "removed old image $old_prev"; fi
+  fi
   exit 0
 fi
 

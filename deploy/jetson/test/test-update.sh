@@ -25,6 +25,13 @@ check "update: pulled by tag from ETSTPM_IMAGE_REPO" contains "$FAKE_LOG" "docke
 check "update: engine built with the new image before the restart" before "$FAKE_LOG" "--entrypoint node $NEW dist/src/tensorrt/engine-build.js" "systemctl restart etstpm-edge.service image=$NEW"
 check "update: an update retries a previously failed engine build" contains "$FAKE_LOG" "--prune 2 --retry-failed"
 check "update: engine build mounts models read-only and the cache read-write" contains "$FAKE_LOG" "-v $ETSTPM_MODELS_DIR:/models:ro -v $ETSTPM_TRT_CACHE_DIR:/var/cache/etstpm/trt"
+
+# 1b. A second update removes the image from before the previous one (disk), never current or previous.
+"$UPDATE" 1.2 >"$T/out" 2>&1; rc=$?
+check "second update: exit 0" eq "$rc" 0
+check "second update: previous is 1.1" eq "$(cat "$ETSTPM_STATE_DIR/image.previous")" "$NEW"
+check "second update: the 1.0 image is removed" contains "$FAKE_LOG" "docker image rm $OLD"
+check "second update: the 1.1 image (rollback target) is kept" lacks "$FAKE_LOG" "docker image rm $NEW"
 teardown
 
 # 2. The new image never becomes healthy: rolled back to the old one, exit 2, failed image recorded.
