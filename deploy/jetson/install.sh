@@ -30,7 +30,7 @@ install -d -m 0755 "$libdir" "$unitdir" "$etcdir"
 install -m 0755 "$src"/bin/etstpm-notify-relay "$src"/bin/etstpm-edge-run "$src"/bin/etstpm-edge-cleanup \
   "$src"/bin/etstpm-edge-engine-build "$libdir/"
 install -m 0644 "$src"/bin/etstpm-edge-common.sh "$libdir/"
-install -m 0755 "$src"/update.sh "$src"/update-model.sh "$libdir/"
+install -m 0755 "$src"/update.sh "$src"/update-model.sh "$src"/device-check.sh "$libdir/"
 install -m 0644 "$src"/etstpm-edge.service "$src"/etstpm-edge-engine.service "$unitdir/"
 # Site settings are never overwritten by a reinstall.
 [ -e "$etcdir/edge.env" ] || install -m 0644 "$src"/edge.env.example "$etcdir/edge.env"

@@ -13,7 +13,7 @@ make_model "$T/m1" v1; M1="$(model_id "$T/m1")"
 "$JETSON_DIR/install.sh" --model "$T/m1" "$REF" >"$T/out" 2>&1; rc=$?
 LIB="$DESTDIR/usr/local/lib/etstpm-edge"
 check "install: exit 0" eq "$rc" 0
-check "install: scripts installed executable" test -x "$LIB/etstpm-edge-run" -a -x "$LIB/etstpm-notify-relay" -a -x "$LIB/update.sh"
+check "install: scripts installed executable" test -x "$LIB/etstpm-edge-run" -a -x "$LIB/etstpm-notify-relay" -a -x "$LIB/update.sh" -a -x "$LIB/device-check.sh"
 check "install: units installed" test -f "$DESTDIR/etc/systemd/system/etstpm-edge.service" -a -f "$DESTDIR/etc/systemd/system/etstpm-edge-engine.service"
 check "install: site config created from the example" test -f "$DESTDIR/etc/etstpm-edge/config.json"
 check "install: image pulled and recorded by ID" eq "$(cat "$ETSTPM_STATE_DIR/image")" "$IMG"
