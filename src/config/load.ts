@@ -151,7 +151,7 @@ export function redactConfig(c: DaemonConfig): unknown {
   };
 }
 
-/** Removes user:password from a URL (rtsp://user:pw@host/... -> rtsp://***@host/...). */
-export function redactUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/i, '$1***@');
+/** Removes user:password from every URL in a text (rtsp://user:pw@host/... -> rtsp://***@host/...). */
+export function redactUrl(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1***@');
 }

@@ -98,6 +98,8 @@ describe('config', () => {
     for (const s of ['s3cr3t-url', 's3cr3t-cam', 's3cr3t-pw']) assert.ok(!logged.includes(s), `${s} leaked into: ${logged}`);
     assert.equal(redactUrl('rtsp://a:b@h:554/x'), 'rtsp://***@h:554/x');
     assert.equal(redactUrl('rtsp://h/x'), 'rtsp://h/x');
+    // Decoder stderr and gst arguments carry the URL mid-line.
+    assert.equal(redactUrl('[rtsp @ 0x1] location=rtsp://u:p@h/x: 401'), '[rtsp @ 0x1] location=rtsp://***@h/x: 401');
   });
 });
 
