@@ -189,6 +189,8 @@ export class Daemon {
     }
     const line = this.summary();
     this.log.info({ summary: true }, line);
+    // On a terminal (the demo) also a plain line on stdout; logs stay JSON on stderr.
+    if (process.stdout.isTTY) process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
     void this.notifier.status(line);
   }
 

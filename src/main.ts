@@ -46,6 +46,11 @@ async function main(argv: string[]): Promise<void> {
       },
     );
   };
+  // A bug must not leave a half-working daemon: log it and exit non-zero so systemd restarts the service.
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err: err.message, stack: err.stack }, 'uncaught exception');
+    process.exit(EXIT.fatal);
+  });
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {

@@ -14,7 +14,12 @@ export async function startEmbeddedBroker(host: string, port: number, log: Logge
   const server: Server = createServer(aedes.handle as unknown as (socket: import('node:net').Socket) => void);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new Error(`embedded MQTT broker: cannot listen on ${host}:${port} (${err.code ?? err.message})`)),
+      reject(
+        new Error(
+          `embedded MQTT broker: cannot listen on ${host}:${port} (${err.code ?? err.message}); ` +
+            'choose another mqtt.embeddedPort (ETSTPM_MQTT_EMBEDDED_PORT) or use the broker already there with mqtt.url',
+        ),
+      ),
     );
     server.listen(port, host, () => resolve());
   });
