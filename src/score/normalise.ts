@@ -17,7 +17,7 @@ export function verdict(normalised: number): Verdict {
   return normalised >= 0.5 ? 'ng' : 'ok';
 }
 
-/** Normalises a whole anomaly map into 0..255 (for heat maps); 128 = the decision threshold. */
+/** Normalises a whole anomaly map into 0..255 (for heat maps): byte >= 128 exactly where normalised >= 0.5. */
 export function normaliseMapToBytes(map: Float32Array, n: Normalization, out?: Uint8Array): Uint8Array {
   const res = out ?? new Uint8Array(map.length);
   const scale = 1 / (n.max - n.min);
@@ -25,7 +25,7 @@ export function normaliseMapToBytes(map: Float32Array, n: Normalization, out?: U
   // Per-pixel on the map only (H*W floats, once per snapshot, not per frame).
   for (let i = 0; i < map.length; i++) {
     const v = map[i] * scale + offset;
-    res[i] = v <= 0 ? 0 : v >= 1 ? 255 : Math.round(v * 255);
+    res[i] = v <= 0 ? 0 : v >= 1 ? 255 : Math.min(255, Math.floor(v * 256));
   }
   return res;
 }
