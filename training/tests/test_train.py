@@ -151,3 +151,27 @@ def test_cli_reports_bad_data(tmp_path: Path, weights_file: Path, capsys) -> Non
     assert rc == 2
     assert "category folder not found" in capsys.readouterr().err
 
+
+
+def test_labelled_folder_joins_classes_task(tmp_path: Path, hazelnut_root: Path, grid_root: Path) -> None:
+    from etstpm.data import train_samples
+    from etstpm.finetune import build_task, resolve_mode
+
+    from conftest import write_image
+
+    for i in range(3):
+        write_image(tmp_path / "lab" / "grid" / "bent" / f"{i}.png", seed=i)
+    write_image(tmp_path / "lab" / "hazelnut_toy" / "x.jpg")
+    cfg = FinetuneConfig(mode="auto", extra_roots=[str(grid_root)], labelled_dir=str(tmp_path / "lab"))
+    mode, pairs = resolve_mode(cfg, str(hazelnut_root), "hazelnut_toy")
+    assert mode == "classes" and [c for _, c in pairs] == ["hazelnut_toy", "grid"]
+    target = train_samples(hazelnut_root, "hazelnut_toy")[:5]
+    ds, classes, desc = build_task(cfg, mode, pairs, target, 32)
+    assert desc["labelled_images"] == 4 and desc["images_per_class"] == {"hazelnut_toy": 5, "grid": 25}
+    labels = [y for _, y in ds.items]
+    assert labels.count(0) == 5 + 1 and labels.count(1) == 25 + 3
+    x, y = ds[len(ds) - 1]
+    assert x.shape == (3, 32, 32) and classes[y] in ("grid", "hazelnut_toy")
+    write_image(tmp_path / "lab" / "bolts" / "0.png")
+    with pytest.raises(DatasetError, match=r"sub-folder .*bolts is not one of the fine-tuning categories"):
+        build_task(cfg, mode, pairs, target, 32)
