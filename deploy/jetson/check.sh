@@ -49,6 +49,10 @@ if need systemd-analyze "apt: systemd"; then
   out="$(systemd-analyze verify "$units/etstpm-edge.service" "$units/etstpm-edge-engine.service" 2>&1)"; rc=$?
   [ -z "$out" ] || printf '%s\n' "$out"
   [ "$rc" -eq 0 ] && [ -z "$out" ]; record "systemd-analyze verify" $?
+  # Self-test: this systemd's verify must report a broken copy, or the check above proves nothing.
+  sed -i 's/^WatchdogSec=30$/WatchdogSec=thirty/' "$units/etstpm-edge.service"
+  bad="$(systemd-analyze verify "$units/etstpm-edge.service" 2>&1)"
+  printf '%s' "$bad" | grep -q WatchdogSec; record "systemd-analyze verify self-test (reports a bad WatchdogSec)" $?
   rm -rf "$units"
 else
   record "systemd-analyze verify" 1
