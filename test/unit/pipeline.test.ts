@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { describe, it } from 'node:test';
+import { Metrics } from '../../src/health/metrics';
+import { InferenceEngine } from '../../src/infer/session';
+import { Pipeline, PipelineOptions } from '../../src/pipeline';
+import { RejectMessage, ResultMessage } from '../../src/publish/messages';
+import { Publisher } from '../../src/publish/mqtt';
+import { Camera } from '../../src/sources/camera';
+import { silentLog, TINY_MODEL, until } from './helpers';
+
+/** Records what the pipeline publishes (the MQTT side is covered by the smoke and integration tests). */
+class RecordingPublisher {
+  connected = true;
+  results: ResultMessage[] = [];
+  rejects: RejectMessage[] = [];
+  snapshots: Array<{ camera: string; bytes: number; user: Record<string, string> }> = [];
+  publishResult(r: ResultMessage): boolean {
+    if (!this.connected) return false;
+    this.results.push(r);
+    return true;
+  }
+  publishReject(r: RejectMessage): boolean {
+    this.rejects.push(r);
+    return true;
+  }
+  publishSnapshot(camera: string, data: Buffer, _ct: string, user: Record<string, string>): boolean {
+    this.snapshots.push({ camera, bytes: data.length, user });
+    return true;
+  }
+}
+
+/** Stands in for a Camera: the pipeline only listens to 'frame' and reads id/captured. */
+class FakeCamera extends EventEmitter {
+  captured = 0;
+  constructor(readonly id: string) {
+    super();
+  }
+  push(value: number): void {
+    this.captured++;
+    this.emit('frame', Buffer.alloc(64 * 64 * 3, value), Date.now());
+  }
+}
+
+async function setup(snapshot: PipelineOptions['snapshot'] = { onNg: true, everyN: 0, format: 'jpeg', maxBytes: 262144 }) {
+  const engine = await InferenceEngine.load({ modelDir: TINY_MODEL, providers: ['cpu'], maxBatch: 4, tensorrt: { cacheDir: '/tmp/x', fp16: false } }, silentLog());
+  const pub = new RecordingPublisher();
+  const metrics = new Metrics();
+  const p = new Pipeline(engine, pub as unknown as Publisher, metrics, { rejectDeadlineMs: 500, snapshot }, silentLog());
+  return { engine, pub, metrics, p };
+}
+
+describe('pipeline', () => {
+  it('frames ready from several cameras run as one batch; each gets its own result', async () => {
+    const { engine, pub, metrics, p } = await setup();
+    const cams = ['a', 'b', 'c'].map((id) => new FakeCamera(id));
+    for (const c of cams) p.addCamera(c as unknown as Camera);
+    cams[0].push(127); // ok: raw 0.002
+    cams[1].push(0); // ng: raw 0.5 >= threshold 0.45
+    cams[2].push(127);
+    p.start();
+    await until(() => pub.results.length === 3, 5000, 'three results');
+    const batches = (await metrics.inferenceSeconds.get()).values.filter((v) => v.metricName === 'etstpm_inference_seconds_count');
+    assert.deepEqual(batches.map((b) => [b.labels.batch, b.value]), [['3', 1]]);
+    const byCam = Object.fromEntries(pub.results.map((r) => [r.camera, r]));
+    assert.equal(byCam.a.verdict, 'ok');
+    assert.equal(byCam.b.verdict, 'ng');
+    // raw max of mean |x/255 - 0.5| for black = 0.5; normalised (0.5 - 0.45) / (0.5 - 0) + 0.5 = 0.6
+    assert.ok(Math.abs(byCam.b.score - 0.6) < 1e-6);
+    assert.ok(Math.abs(byCam.b.rawScore - 0.5) < 1e-6);
+    assert.deepEqual(byCam.b.model, { name: engine.manifest.name, version: engine.manifest.version });
+    // NG -> reject with deadline and a snapshot with its properties.
+    assert.equal(pub.rejects.length, 1);
+    assert.equal(pub.rejects[0].camera, 'b');
+    assert.equal(pub.rejects[0].deadline - pub.rejects[0].capturedAt, 500);
+    await until(() => pub.snapshots.length === 1, 5000, 'snapshot of the NG frame');
+    assert.deepEqual(pub.snapshots[0].user, { camera: 'b', seq: '1', score: '0.6000', verdict: 'ng' });
+    await p.stop();
+    await engine.close();
+  });
+
+  it('a newer frame replaces an unprocessed one: dropped is counted, the newest seq is processed', async () => {
+    const { engine, pub, p } = await setup();
+    const cam = new FakeCamera('a');
+    p.addCamera(cam as unknown as Camera);
+    cam.push(1);
+    cam.push(2);
+    cam.push(3);
+    p.start();
+    await until(() => pub.results.length === 1, 5000, 'one result');
+    assert.equal(pub.results[0].seq, 3);
+    assert.deepEqual(p.counter('a'), { captured: 3, processed: 1, dropped: 2, ng: 1 });
+    await p.stop();
+    await engine.close();
+  });
+
+  it('snapshot.everyN also snapshots OK frames; nothing is published while offline', async () => {
+    const { engine, pub, metrics, p } = await setup({ onNg: false, everyN: 2, format: 'png', maxBytes: 262144 });
+    const cam = new FakeCamera('a');
+    p.addCamera(cam as unknown as Camera);
+    p.start();
+    for (let i = 0; i < 4; i++) {
+      cam.push(127);
+      await until(() => pub.results.length === i + 1, 5000, `result ${i + 1}`);
+    }
+    await until(() => pub.snapshots.length === 2, 5000, 'snapshots of frames 2 and 4');
+    assert.deepEqual(pub.snapshots.map((s) => s.user.seq), ['2', '4']);
+    pub.connected = false;
+    cam.push(0);
+    await until(() => p.counter('a').processed === 5, 5000, 'fifth frame processed');
+    assert.equal(pub.results.length, 4);
+    const unsent = (await metrics.mqttUnsent.get()).values.find((v) => v.labels.kind === 'result');
+    assert.equal(unsent?.value, 1);
+    await p.stop();
+    await engine.close();
+  });
+});
