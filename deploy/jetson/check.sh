@@ -52,7 +52,7 @@ if need systemd-analyze "apt: systemd"; then
   # Self-test: this systemd's verify must report a broken copy, or the check above proves nothing.
   sed -i 's/^WatchdogSec=30$/WatchdogSec=thirty/' "$units/etstpm-edge.service"
   bad="$(systemd-analyze verify "$units/etstpm-edge.service" 2>&1)"
-  printf '%s' "$bad" | grep -q WatchdogSec; record "systemd-analyze verify self-test (reports a bad WatchdogSec)" $?
+  printf '%s' "$bad" | grep -q thirty; record "systemd-analyze verify self-test (reports a bad WatchdogSec)" $?
   rm -rf "$units"
 else
   record "systemd-analyze verify" 1
