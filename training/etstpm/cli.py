@@ -46,7 +46,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                         "must not overlap the evaluation test folder")
     p.add_argument("--finetune-head-epochs", type=int, default=1)
     p.add_argument("--finetune-full-epochs", type=int, default=2)
-    p.add_argument("--finetune-lr-head", type=float, default=0.01, help="SGD learning rate, head-only epochs")
+    p.add_argument("--finetune-lr-head", type=float, default=0.1, help="SGD learning rate, head-only epochs")
     p.add_argument("--finetune-lr", type=float, default=0.001, help="SGD learning rate, all-unfrozen epochs")
     p.add_argument("--no-teacher-cache", action="store_true",
                    help="recompute teacher features every epoch instead of keeping them in memory (see docs)")

@@ -46,7 +46,7 @@ class FinetuneConfig:
     head_epochs: int = 1
     full_epochs: int = 2
     batch_size: int = 32
-    lr_head: float = 0.01
+    lr_head: float = 0.1
     lr_full: float = 0.001
     momentum: float = 0.9
     weight_decay: float = 1e-4
