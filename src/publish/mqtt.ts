@@ -40,6 +40,7 @@ export class Publisher {
   private readonly t: ReturnType<typeof topics>;
   private readonly statuses = new Map<string, CameraStatusMessage>();
   private lastError: string | undefined;
+  private protocol: 4 | 5;
   private connectedOnce = false;
   private readonly connectWaiters: (() => void)[] = [];
 
@@ -48,12 +49,16 @@ export class Publisher {
     private readonly log: Logger,
   ) {
     this.t = topics(opts.topicPrefix);
+    this.protocol = opts.protocolVersion ?? 5;
     const clientOpts: IClientOptions = {
       protocolVersion: opts.protocolVersion ?? 5,
       clientId: opts.clientId,
       clean: true,
       keepalive: 15,
       reconnectPeriod: 1000,
+      // mqtt.js stops reconnecting after a refused CONNACK unless told otherwise; a broker that refuses during its
+      // own restart (or until credentials are fixed) must not silence the daemon for good.
+      reconnectOnConnackError: true,
       connectTimeout: opts.connectTimeoutMs,
       // Never queue QoS 0 while offline (results are stale by the time the link is back).
       queueQoSZero: false,
@@ -75,7 +80,15 @@ export class Publisher {
       for (const s of this.statuses.values()) this.sendStatus(s);
       for (const w of this.connectWaiters.splice(0)) w();
     });
-    this.client.on('error', (err) => {
+    this.client.on('error', (err: Error & { code?: number }) => {
+      // A broker without MQTT 5 refuses the CONNECT (v3 return code 1 / v5 reason 132): continue with 3.1.1.
+      if (this.protocol === 5 && !this.connectedOnce && (err.code === 1 || err.code === 132)) {
+        this.protocol = 4;
+        this.client.options.protocolVersion = 4;
+        delete this.client.options.properties;
+        this.log.warn({ broker: where }, 'broker does not support MQTT 5: using MQTT 3.1.1 (no message properties)');
+        return;
+      }
       // mqtt.js keeps reconnecting by itself; log each distinct problem once.
       if (err.message !== this.lastError) this.log.warn({ broker: where, err: err.message }, 'MQTT error');
       this.lastError = err.message;
@@ -118,7 +131,7 @@ export class Publisher {
   }
 
   get mqtt5(): boolean {
-    return (this.opts.protocolVersion ?? 5) === 5;
+    return this.protocol === 5;
   }
 
   publishSnapshot(camera: string, data: Buffer, contentType: string, user: Record<string, string>): boolean {
