@@ -12,6 +12,7 @@ import type { Logger } from '../log';
 import { Backoff } from './backoff';
 import { DecoderCommand, ffmpegCommand, FrameSize, jetsonGstCommand } from './ffmpeg-args';
 import { FrameReader } from './frame-reader';
+import { ffmpegMajor, rtspTimeoutOption } from './ffmpeg-version';
 import { SyntheticFeeder, SyntheticLine } from './synthetic/feeder';
 import { classifyUrl, SourceKind } from './url';
 
@@ -100,7 +101,8 @@ export class Camera extends EventEmitter<CameraEvents> {
     if (this.config.decoder === 'jetson-gst' && s.kind === 'rtsp') {
       return jetsonGstCommand(this.opts.gstLaunchPath, this.config, s.url, this.size, this.opts);
     }
-    return ffmpegCommand(this.opts.ffmpegPath, this.config, s, this.size, this.opts);
+    const timeouts = { connectTimeoutMs: this.opts.connectTimeoutMs, rtspTimeoutOption: s.kind === 'rtsp' ? rtspTimeoutOption(ffmpegMajor(this.opts.ffmpegPath)) : undefined };
+    return ffmpegCommand(this.opts.ffmpegPath, this.config, s, this.size, timeouts);
   }
 
   private connect(): void {

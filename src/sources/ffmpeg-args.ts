@@ -23,6 +23,8 @@ export interface DecoderCommand {
 
 export interface IngestTimeouts {
   connectTimeoutMs: number;
+  /** The RTSP socket timeout option of the installed ffmpeg (see ffmpeg-version.ts); default `-timeout`. */
+  rtspTimeoutOption?: '-timeout' | '-stimeout';
 }
 
 const IMAGE_EXTS = ['.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff'];
@@ -78,7 +80,7 @@ export function ffmpegCommand(
           '-rtsp_transport',
           cam.transport,
           // rtsp demuxer: socket I/O timeout in microseconds (also bounds the connect).
-          '-timeout',
+          t.rtspTimeoutOption ?? '-timeout',
           String(t.connectTimeoutMs * 1000),
           '-fflags',
           'nobuffer',

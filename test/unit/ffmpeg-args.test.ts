@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CameraConfig } from '../../src/config/types';
 import { ffmpegCommand, filterChain, jetsonGstCommand } from '../../src/sources/ffmpeg-args';
+import { ffmpegMajor, parseFfmpegMajor, rtspTimeoutOption } from '../../src/sources/ffmpeg-version';
 import { classifyUrl, parseSynthetic } from '../../src/sources/url';
 
 const cam = (over: Partial<CameraConfig> = {}): CameraConfig => ({ id: 'c', url: 'rtsp://h/s', fps: 0, roi: null, transport: 'tcp', decoder: 'ffmpeg', ...over });
@@ -26,6 +27,21 @@ describe('decoder command lines', () => {
     assert.ok(cmd.args.includes('-nostdin'));
     const udp = ffmpegCommand('ffmpeg', cam({ transport: 'udp' }), classifyUrl('rtsp://h/s'), size, { connectTimeoutMs: 1 });
     assert.equal(after(udp.args, '-rtsp_transport'), 'udp');
+  });
+
+  it('RTSP socket timeout option follows the ffmpeg version (4.x: -stimeout, 5+: -timeout)', () => {
+    assert.equal(parseFfmpegMajor('ffmpeg version 4.4.2-0ubuntu0.22.04.1 Copyright (c) 2000-2021'), 4);
+    assert.equal(parseFfmpegMajor('ffmpeg version 5.1.9-0+deb12u1 Copyright'), 5);
+    assert.equal(parseFfmpegMajor('ffmpeg version n6.1.1 Copyright'), 6);
+    assert.equal(parseFfmpegMajor('ffmpeg version N-112345-gabcdef Copyright'), null);
+    assert.equal(rtspTimeoutOption(4), '-stimeout');
+    assert.equal(rtspTimeoutOption(5), '-timeout');
+    assert.equal(rtspTimeoutOption(null), '-timeout');
+    const old = ffmpegCommand('ffmpeg', cam(), classifyUrl('rtsp://h/s'), size, { connectTimeoutMs: 3000, rtspTimeoutOption: '-stimeout' });
+    assert.equal(after(old.args, '-stimeout'), '3000000');
+    assert.ok(!old.args.includes('-timeout'));
+    // The installed ffmpeg answers (Debian 12: 5.1).
+    assert.ok((ffmpegMajor('ffmpeg') ?? 0) >= 4);
   });
 
   it('filter chain without ROI or fps cap is only the scale', () => {
