@@ -25,9 +25,13 @@ export interface MqttOptions {
   protocolVersion?: 4 | 5;
 }
 
+/** Bytes waiting in the socket above which results and snapshots are dropped (a slow broker must not grow memory). */
+export const MAX_SOCKET_BACKLOG = 4 * 1024 * 1024;
+
 export interface PublishCounters {
   results: number;
   resultsUnsent: number;
+  congested: number;
   rejects: number;
   rejectsUnsent: number;
   snapshots: number;
@@ -36,7 +40,7 @@ export interface PublishCounters {
 
 export class Publisher {
   readonly client: MqttClient;
-  readonly counters: PublishCounters = { results: 0, resultsUnsent: 0, rejects: 0, rejectsUnsent: 0, snapshots: 0, snapshotsUnsent: 0 };
+  readonly counters: PublishCounters = { results: 0, resultsUnsent: 0, congested: 0, rejects: 0, rejectsUnsent: 0, snapshots: 0, snapshotsUnsent: 0 };
   private readonly t: ReturnType<typeof topics>;
   private readonly statuses = new Map<string, CameraStatusMessage>();
   private lastError: string | undefined;
@@ -106,8 +110,15 @@ export class Publisher {
     return new Promise((res) => this.connectWaiters.push(res));
   }
 
+  /** Connected but the broker does not keep up: the socket holds more than MAX_SOCKET_BACKLOG unsent bytes. */
+  get congested(): boolean {
+    const stream = this.client.stream as { writableLength?: number } | undefined;
+    return (stream?.writableLength ?? 0) > MAX_SOCKET_BACKLOG;
+  }
+
   publishResult(r: ResultMessage): boolean {
-    if (!this.client.connected) {
+    if (!this.client.connected || this.congested) {
+      if (this.client.connected) this.counters.congested++;
       this.counters.resultsUnsent++;
       return false;
     }
@@ -135,7 +146,8 @@ export class Publisher {
   }
 
   publishSnapshot(camera: string, data: Buffer, contentType: string, user: Record<string, string>): boolean {
-    if (!this.client.connected) {
+    if (!this.client.connected || this.congested) {
+      if (this.client.connected) this.counters.congested++;
       this.counters.snapshotsUnsent++;
       return false;
     }

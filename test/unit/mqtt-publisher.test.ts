@@ -29,6 +29,36 @@ describe('Publisher', () => {
     }
   });
 
+  it('a broker that does not read: results and snapshots stop at the socket backlog cap instead of growing memory', async () => {
+    // A TCP server that completes the MQTT handshake and then never reads again.
+    const net = await import('node:net');
+    const sockets: import('node:net').Socket[] = [];
+    const server = net.createServer((sock) => {
+      sockets.push(sock);
+      sock.once('data', () => {
+        sock.write(Buffer.from([0x20, 0x02, 0x00, 0x00])); // CONNACK, accepted (MQTT 3.1.1)
+        sock.pause();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as import('node:net').AddressInfo).port;
+    const pub = new Publisher({ ...base, url: `mqtt://127.0.0.1:${port}`, clientId: 'slow-test', protocolVersion: 4 }, silentLog());
+    try {
+      await pub.waitConnected();
+      const big = Buffer.alloc(200 * 1024);
+      let sent = 0;
+      for (let i = 0; i < 200; i++) if (pub.publishSnapshot('c', big, 'image/jpeg', {})) sent++;
+      assert.ok(pub.counters.congested > 0, 'never reported congestion');
+      assert.ok(sent * big.length < 40 * 1024 * 1024);
+      const backlog = (pub.client.stream as unknown as { writableLength: number }).writableLength;
+      assert.ok(backlog < 8 * 1024 * 1024, `socket backlog grew to ${backlog} bytes`);
+    } finally {
+      await pub.close([], 300);
+      for (const s of sockets) s.destroy();
+      server.close();
+    }
+  });
+
   it('while disconnected: results, rejects and snapshots are refused and counted, never queued', async () => {
     const pub = new Publisher({ ...base, url: 'mqtt://127.0.0.1:9', clientId: 'offline-test' }, silentLog());
     try {
@@ -36,7 +66,7 @@ describe('Publisher', () => {
       assert.equal(pub.publishResult(r), false);
       assert.equal(pub.publishReject({ camera: 'c', seq: 1, capturedAt: r.capturedAt, deadline: r.capturedAt + 500, score: 0.9 }), false);
       assert.equal(pub.publishSnapshot('c', Buffer.alloc(1), 'image/jpeg', {}), false);
-      assert.deepEqual(pub.counters, { results: 0, resultsUnsent: 1, rejects: 0, rejectsUnsent: 1, snapshots: 0, snapshotsUnsent: 1 });
+      assert.deepEqual(pub.counters, { results: 0, resultsUnsent: 1, congested: 0, rejects: 0, rejectsUnsent: 1, snapshots: 0, snapshotsUnsent: 1 });
       assert.equal(pub.client.queue.length, 0, 'mqtt.js must not hold queued messages');
     } finally {
       await pub.close([], 500);
