@@ -52,22 +52,26 @@ describe('parity: daemon over RTSP vs etstpm (toolkit) offline', { skip }, () =>
     runDir = join(tmp.dir, 'run');
     modelDir = join(tmp.dir, 'model');
     const opts = { stdio: ['ignore', 'ignore', 'pipe'] as ['ignore', 'ignore', 'pipe'], timeout: 300000 };
+    const t0 = Date.now();
     execFileSync(ETSTPM_CLI, ['train', '--data', data, '--category', CATEGORY, '--weights', weights, '--out', runDir,
       '--epochs', '1', '--image-size', String(SIZE), '--max-train-images', '16', '--finetune', 'none', '--seed', '0',
       '--device', 'cpu', '--no-progress'], opts);
     execFileSync(ETSTPM_CLI, ['export', '--run', runDir, '--out', modelDir], opts);
     manifest = readManifest(modelDir);
+    process.stderr.write(`# parity: etstpm train + export took ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
   });
   after(() => tmp.remove());
 
   function prepare(name: string, presize: boolean): { frames: Frame[]; evaluation: Eval; root: string } {
     const root = join(tmp.dir, name);
+    const t0 = Date.now();
     execFileSync(VENV_PYTHON, [join(FIXTURES, 'prepare_parity_data.py'), '--src', data, '--category', CATEGORY,
       '--out', root, '--model', modelDir, ...(presize ? ['--size', String(SIZE)] : [])], { stdio: ['ignore', 'ignore', 'pipe'] });
     execFileSync(ETSTPM_CLI, ['evaluate', '--run', runDir, '--data', root, '--category', CATEGORY,
       '--json', join(root, 'eval.json'), '--device', 'cpu', '--no-progress'], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 300000 });
     const frames = (JSON.parse(readFileSync(join(root, 'frames.json'), 'utf8')) as { frames: Frame[] }).frames;
     const evaluation = JSON.parse(readFileSync(join(root, 'eval.json'), 'utf8')) as Eval;
+    process.stderr.write(`# parity ${name}: data + offline scores + etstpm evaluate took ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
     return { frames, evaluation, root };
   }
 
@@ -79,6 +83,7 @@ describe('parity: daemon over RTSP vs etstpm (toolkit) offline', { skip }, () =>
       const cam = await h.camera({ images: frames.map((f) => f.path), codec: 'raw', fps, hold, size: undefined });
       h.daemon(await h.config([{ id: 'parity', url: cam.url }], { ingest: { stallTimeoutMs: 5000 } }));
       const reference = frames.map((f) => f.offline_score);
+      const t0 = Date.now();
       let last = '';
       const alignment = await waitFor('every streamed image matched to a daemon result run', () => {
         const rs = h.mqtt.json<ResultMsg>(h.topic('parity', 'result'));
@@ -88,6 +93,7 @@ describe('parity: daemon over RTSP vs etstpm (toolkit) offline', { skip }, () =>
         if (!a) return false;
         return new Set(a.images).size === frames.length ? { a, runs, rs } : false;
       }, 120000, 250).catch((e) => { throw new Error(`${String(e)}; last state: ${last}`); });
+      process.stderr.write(`# parity: streaming until every image was matched took ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
       return alignment;
     } finally {
       await h.close();
@@ -102,7 +108,7 @@ describe('parity: daemon over RTSP vs etstpm (toolkit) offline', { skip }, () =>
 
   test(`presized to ${SIZE} px (no resize anywhere): same scores (1e-4), same AUROC and verdicts as etstpm evaluate`, async () => {
     const { frames, evaluation } = prepare('presized', true);
-    const { a, runs } = await streamThroughDaemon(frames, STRICT_REL_TOL, 10, 3);
+    const { a, runs } = await streamThroughDaemon(frames, STRICT_REL_TOL, 15, 2);
     const daemon = daemonScores(frames.length, a, runs);
     const labels = frames.map((f) => f.label);
     const diffs = frames.map((f, i) => Math.abs(daemon[i] - f.offline_score) / Math.abs(f.offline_score));
@@ -122,7 +128,7 @@ describe('parity: daemon over RTSP vs etstpm (toolkit) offline', { skip }, () =>
 
   test('native 512 px (daemon resizes with ffmpeg, toolkit with PIL): bounded score difference, AUROC within bound', async () => {
     const { frames, evaluation } = prepare('native', false);
-    const { a, runs } = await streamThroughDaemon(frames, NATIVE_REL_TOL, 5, 2);
+    const { a, runs } = await streamThroughDaemon(frames, NATIVE_REL_TOL, 8, 2);
     const daemon = daemonScores(frames.length, a, runs);
     const labels = frames.map((f) => f.label);
     const diffs = frames.map((f, i) => Math.abs(daemon[i] - f.offline_score) / Math.abs(f.offline_score));
