@@ -4,9 +4,17 @@ import { ChildProcess, spawn, SpawnOptions } from 'node:child_process';
 import { waitFor } from './wait';
 
 const live = new Set<ChildProcess>();
-process.on('exit', () => {
+function killAll(): void {
   for (const c of live) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
+}
+process.on('exit', killAll);
+// The test runner stops a file that runs too long with a signal: take the brokers, cameras and daemons along.
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+  process.once(sig, () => {
+    killAll();
+    process.exit(128 + ({ SIGTERM: 15, SIGINT: 2, SIGHUP: 1 } as const)[sig]);
+  });
+}
 
 export interface Exit { code: number | null; signal: NodeJS.Signals | null }
 
