@@ -121,7 +121,10 @@ export class Camera extends EventEmitter<CameraEvents> {
       return;
     }
     this.proc = proc;
-    proc.stdout?.on('data', (chunk: Buffer) => reader.push(chunk));
+    // Bytes still buffered from a decoder that was already replaced must not count as the new one's frames.
+    proc.stdout?.on('data', (chunk: Buffer) => {
+      if (this.proc === proc) reader.push(chunk);
+    });
     if (proc.stderr) {
       createInterface({ input: proc.stderr }).on('line', (line) => {
         const text = redactUrl(line.trim());
