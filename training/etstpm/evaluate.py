@@ -167,6 +167,7 @@ def evaluate_run(run_dir: str | Path, data_root: str | Path, category: str, imag
             "student_per_epoch": walls.get("student_per_epoch_mean"),
         },
         "train_device": meta.get("device"),
+        "train_config": meta.get("config"),  # every `etstpm train` setting, to reproduce the run
         "inference_ms_per_image": round(1000.0 * pred["forward_s"] / n, 3),
         "inference_batch_size": batch_size,
         "metrics_wall_time_s": round(metrics_s, 3),
