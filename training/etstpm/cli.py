@@ -126,6 +126,9 @@ def _cmd_export(a: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etstpm", description="ET-STPM anomaly detection toolkit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument("--threads", type=_positive_int, default=None,
+                        help="CPU threads for torch (default: torch's choice, one per core); on a machine shared "
+                             "with other jobs, 1 avoids OpenMP threads waiting on each other")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     try:
@@ -141,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     console = logging.StreamHandler()
     console.setLevel(logging.DEBUG if args.verbose else logging.WARNING)  # progress goes through tqdm instead
     console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))

@@ -10,12 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("ETSTPM_SHARED", REPO.parent / "shared"))
 WEIGHTS_NAME = "resnet18_imagenet1k_v1_bnfolded_conv1-layer3_fc.pth"
 TINY_SIZE = 64
+
+# The tests' tensors are tiny: one thread is as fast, and on a shared, oversubscribed machine two OpenMP threads
+# were measured 12x slower (3.7 s vs 43.9 s for test_teacher_feature_cache_gives_the_same_student at load ~9).
+torch.set_num_threads(int(os.environ.get("ETSTPM_TEST_THREADS", "1")))
 
 
 def _need(path: Path, what: str) -> Path:
