@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import data
+from .errors import ConfigError
 from .model import ETSTPM
 from .run import RunError, load_run, write_meta
 
@@ -65,7 +66,7 @@ def calibrate_run(run_dir: str | Path, frr: float = 0.01, val_data: str | None =
                   val_category: str | None = None, device: str = "cpu", show_progress: bool = True) -> dict:
     """Compute and store meta['calibration'] = {threshold: {...}, normalization: {...}}; returns it."""
     if not 0.0 <= frr < 1.0:
-        raise ValueError(f"--frr must be in [0, 1), got {frr}")
+        raise ConfigError(f"--frr must be in [0, 1), got {frr}")
     model, meta = load_run(run_dir, device)
     holdout = holdout_samples(meta)
     ds = data.AnomalyDataset(meta["data"], meta["category"], "train", meta["image_size"], samples=holdout)

@@ -7,6 +7,7 @@ import logging
 import sys
 
 from .data import DatasetError
+from .errors import ConfigError
 from .run import RunError
 from .weights import WeightsError
 
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().addHandler(console)
     try:
         return int(args.func(args) or 0)
-    except (DatasetError, WeightsError, RunError) as e:
+    except (DatasetError, WeightsError, RunError, ConfigError) as e:
         print(f"etstpm {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

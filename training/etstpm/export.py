@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from . import IMAGENET_MEAN, IMAGENET_STD, __version__
+from .errors import ConfigError
 from .model import ETSTPM
 from .run import RunError, load_run
 
@@ -55,7 +56,7 @@ def sha256_file(path: Path) -> str:
 
 def export_onnx(model: ETSTPM, path: Path, image_size: int, opset: int = 17) -> None:
     if opset < 17:
-        raise ValueError(f"opset must be >= 17 (docs/model-format.md), got {opset}")
+        raise ConfigError(f"--opset must be >= 17 (docs/model-format.md), got {opset}")
     wrapper = FramesModel(model.cpu().eval()).eval()
     dummy = torch.zeros(2, image_size, image_size, 3, dtype=torch.uint8)
     with warnings.catch_warnings():

@@ -13,6 +13,7 @@ import torch
 
 from . import __version__, data
 from .backbone import FeatureExtractor
+from .errors import ConfigError
 from .finetune import PROTOCOL_LEAKAGE_FREE, PROTOCOL_PAPER, FinetuneConfig, build_task, finetune, resolve_mode
 from .model import ETSTPM
 from .run import CHECKPOINT, LOG, RUN_FORMAT, STUDENT, TEACHER, RunError, read_meta, save_torch, write_meta
@@ -45,8 +46,11 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    try:
+        return torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"--device {name}: {e}") from e
 
 
 def seed_everything(seed: int) -> None:
@@ -75,6 +79,12 @@ def train(cfg: TrainConfig) -> Path:
     """Run the whole pipeline; returns the run folder. Safe to interrupt: `resume=True` continues."""
     run_dir = Path(cfg.out)
     device = resolve_device(cfg.device)
+    if cfg.image_size < 32:
+        raise ConfigError(f"--image-size must be at least 32, got {cfg.image_size}")
+    if not 0.0 <= cfg.holdout < 1.0:
+        raise ConfigError(f"--holdout must be in [0, 1), got {cfg.holdout}")
+    if not 0.0 <= cfg.frr < 1.0:
+        raise ConfigError(f"--frr must be in [0, 1), got {cfg.frr}")
     if run_dir.exists() and (run_dir / "run.json").exists() and not cfg.resume:
         raise RunError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     if cfg.resume and not (run_dir / "run.json").exists():

@@ -175,3 +175,20 @@ def test_labelled_folder_joins_classes_task(tmp_path: Path, hazelnut_root: Path,
     write_image(tmp_path / "lab" / "bolts" / "0.png")
     with pytest.raises(DatasetError, match=r"sub-folder .*bolts is not one of the fine-tuning categories"):
         build_task(cfg, mode, pairs, target, 32)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_unavailable_is_a_clear_error(tmp_path: Path, weights_file: Path, hazelnut_root: Path, capsys) -> None:
+    rc = main(["train", "--data", str(hazelnut_root), "--category", "hazelnut_toy", "--weights", str(weights_file),
+               "--out", str(tmp_path / "r"), "--device", "cuda", "--no-progress"])
+    assert rc == 2 and "--device cuda: CUDA is not available" in capsys.readouterr().err
+
+
+def test_bad_option_values_are_named(tmp_path: Path, weights_file: Path, hazelnut_root: Path, capsys) -> None:
+    base = ["train", "--data", str(hazelnut_root), "--category", "hazelnut_toy", "--weights", str(weights_file),
+            "--out", str(tmp_path / "r"), "--no-progress"]
+    for extra, msg in ((["--holdout", "1.5"], "--holdout must be in [0, 1)"),
+                       (["--image-size", "8"], "--image-size must be at least 32"),
+                       (["--frr", "-0.1"], "--frr must be in [0, 1)")):
+        assert main(base + extra) == 2
+        assert msg in capsys.readouterr().err
