@@ -33,33 +33,52 @@ async function loadFrames(dir: string | undefined, w: number, h: number, n: numb
   return out;
 }
 
-export async function benchBare(modelDir: string, seconds: number, batches: number[], imagesDir?: string):
-  Promise<{ model: { name: string; version: string; height: number; width: number }; results: BareResult[] }> {
-  const manifest = JSON.parse(readFileSync(join(modelDir, 'model.json'), 'utf8'));
-  const { height: h, width: w } = manifest.input;
-  const session = await ort.InferenceSession.create(join(modelDir, manifest.onnx.file),
-    { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
-  const frames = await loadFrames(imagesDir, w, h, Math.max(...batches));
-  const results: BareResult[] = [];
-  for (const b of batches) {
-    const data = new Uint8Array(b * h * w * 3);
-    for (let i = 0; i < b; i++) data.set(frames[i], i * h * w * 3);
-    const feeds = { [manifest.input.name]: new ort.Tensor('uint8', data, [b, h, w, 3]) };
-    for (let i = 0; i < 3; i++) await session.run(feeds); // warm-up
+/** One onnxruntime-node session on the model with the daemon's options, fed a fixed batch of real frames. */
+export class BareRunner {
+  private constructor(private readonly session: ort.InferenceSession, private readonly feeds: Record<string, ort.Tensor>,
+    readonly batch: number) {}
+
+  static async create(modelDir: string, batch: number, imagesDir?: string): Promise<BareRunner> {
+    const manifest = JSON.parse(readFileSync(join(modelDir, 'model.json'), 'utf8'));
+    const { height: h, width: w } = manifest.input;
+    const session = await ort.InferenceSession.create(join(modelDir, manifest.onnx.file),
+      { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+    const frames = await loadFrames(imagesDir, w, h, batch);
+    const data = new Uint8Array(batch * h * w * 3);
+    for (let i = 0; i < batch; i++) data.set(frames[i], i * h * w * 3);
+    const r = new BareRunner(session, { [manifest.input.name]: new ort.Tensor('uint8', data, [batch, h, w, 3]) }, batch);
+    for (let i = 0; i < 3; i++) await session.run(r.feeds); // warm-up
+    return r;
+  }
+
+  /** Runs back to back for `seconds`; returns per-run times (ms) and the elapsed seconds. */
+  async runFor(seconds: number): Promise<{ times: number[]; seconds: number; frames: number }> {
     const times: number[] = [];
     const t0 = performance.now();
     while (performance.now() - t0 < seconds * 1000) {
       const t = performance.now();
-      await session.run(feeds);
+      await this.session.run(this.feeds);
       times.push(performance.now() - t);
     }
-    const el = (performance.now() - t0) / 1000;
-    results.push({ batch: b, runs: times.length, frames: times.length * b, seconds: round(el),
-      framesPerSecond: round((times.length * b) / el), runMsP50: round(percentile(times, 50)),
-      runMsP99: round(percentile(times, 99)) });
+    return { times, seconds: (performance.now() - t0) / 1000, frames: times.length * this.batch };
   }
-  await session.release();
-  return { model: { name: manifest.name, version: manifest.version, height: h, width: w }, results };
+
+  release(): Promise<void> { return this.session.release(); }
+}
+
+export async function benchBare(modelDir: string, seconds: number, batches: number[], imagesDir?: string):
+  Promise<{ model: { name: string; version: string; height: number; width: number }; results: BareResult[] }> {
+  const manifest = JSON.parse(readFileSync(join(modelDir, 'model.json'), 'utf8'));
+  const results: BareResult[] = [];
+  for (const b of batches) {
+    const runner = await BareRunner.create(modelDir, b, imagesDir);
+    const { times, seconds: el, frames } = await runner.runFor(seconds);
+    await runner.release();
+    results.push({ batch: b, runs: times.length, frames, seconds: round(el), framesPerSecond: round(frames / el),
+      runMsP50: round(percentile(times, 50)), runMsP99: round(percentile(times, 99)) });
+  }
+  return { model: { name: manifest.name, version: manifest.version, height: manifest.input.height,
+    width: manifest.input.width }, results };
 }
 
 function arg(name: string, def?: string): string | undefined {
