@@ -60,3 +60,17 @@ describe('synthetic parts', () => {
     assert.ok(data.some((v) => v === 255));
   });
 });
+
+describe('demo ground truth', () => {
+  it('lineTruth replays exactly the defects the synthetic camera puts on the belt', async () => {
+    const { SyntheticLine } = await import('../../src/sources/synthetic/feeder');
+    const { lineTruth } = await import('../../src/tools/demo-truth');
+    const { parseSynthetic } = await import('../../src/sources/url');
+    const url = 'synthetic://?defectRate=0.4&seed=5&size=32';
+    const line = new SyntheticLine(parseSynthetic(url));
+    const seen: Array<string | null> = [null];
+    for (let i = 0; i < 25; i++) seen.push((await line.next()).defect);
+    assert.deepEqual(await lineTruth(url, 25), seen);
+    assert.ok(seen.filter(Boolean).length >= 3);
+  });
+});

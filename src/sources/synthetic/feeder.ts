@@ -5,7 +5,7 @@
  */
 import { Writable } from 'node:stream';
 import { SyntheticParams } from '../url';
-import { pickDefect, renderPart } from './part';
+import { DefectKind, pickDefect, renderPart } from './part';
 import { createRng, Rng } from './rng';
 
 export class SyntheticLine {
@@ -17,12 +17,13 @@ export class SyntheticLine {
     this.rng = createRng(params.seed);
   }
 
-  async next(): Promise<Buffer> {
+  /** The next part on the belt: raw RGB frame and what is wrong with it (null = good). */
+  async next(): Promise<{ rgb: Buffer; defect: DefectKind | null }> {
     const defect = pickDefect(this.rng, this.params.defectRate);
     const part = await renderPart(this.rng, this.params.size, defect);
     this.parts++;
     if (defect) this.defects++;
-    return part.rgb;
+    return { rgb: part.rgb, defect };
   }
 }
 
@@ -51,7 +52,7 @@ export class SyntheticFeeder {
     if (this.stopped) return;
     const started = Date.now();
     try {
-      const frame = await this.line.next();
+      const frame = (await this.line.next()).rgb;
       if (this.stopped || this.sink.destroyed) return;
       // Backpressure: only write when the decoder has drained the previous frame.
       if (this.sink.writableNeedDrain) {
