@@ -118,6 +118,7 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device) -> Path:
 
     # Data: train/good minus the calibration hold-out (the hold-out never trains anything).
     all_train = data.train_samples(cfg.data, cfg.category)
+    data.validate(all_train)  # fail now on a bad file, not after hours of training (hold-out included)
     train_part, holdout = data.split_holdout(all_train, cfg.holdout, cfg.seed)
     if cfg.max_train_images is not None:
         train_part = train_part[: cfg.max_train_images]

@@ -192,3 +192,14 @@ def test_bad_option_values_are_named(tmp_path: Path, weights_file: Path, hazelnu
                        (["--frr", "-0.1"], "--frr must be in [0, 1)")):
         assert main(base + extra) == 2
         assert msg in capsys.readouterr().err
+
+
+def test_bad_training_image_fails_before_training(tmp_path: Path, weights_file: Path, capsys) -> None:
+    from conftest import make_dataset
+
+    root = make_dataset(tmp_path / "d", n_train=6)
+    (root / "cat" / "train" / "good" / "zz_bad.png").write_bytes(b"not an image")
+    rc = main(["train", "--data", str(root), "--category", "cat", "--weights", str(weights_file),
+               "--out", str(tmp_path / "r"), "--image-size", "32", "--no-progress"])
+    assert rc == 2 and "unreadable image" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "teacher.pt").exists()  # nothing was trained
