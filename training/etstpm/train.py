@@ -144,8 +144,9 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device) -> Path:
     train_ds = data.AnomalyDataset(cfg.data, cfg.category, "train", cfg.image_size, samples=train_part, cache=True)
     ckpt = None
     if cfg.resume and (run_dir / CHECKPOINT).is_file():
-        # Our own file (numpy/python RNG state inside), hence weights_only=False.
-        ckpt = torch.load(run_dir / CHECKPOINT, map_location=device, weights_only=False)
+        # Our own file (numpy/python RNG state inside), hence weights_only=False. Loaded on the CPU: RNG states must
+        # stay CPU tensors; the optimizer and student state are moved to the parameters' device when loaded.
+        ckpt = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
         log.info("checkpoint at epoch %d", ckpt["epoch"])
 
     def on_epoch(rec: dict) -> None:
