@@ -70,7 +70,8 @@ interface Result { camera: string; seq: number; capturedAt: number; latencyMs: n
 async function main(): Promise<void> {
   const modelDir = arg('model', join(REPO, 'models', 'demo'))!;
   const images = arg('images');
-  if (!images) throw new Error('--images DIR (real images to stream, e.g. ../shared/data/mvtec_grid_subset/grid/test/good)');
+  if (!images) throw new Error('--images DIR[,DIR...] (images to stream, e.g. ../shared/data/mvtec_grid_subset/grid/test/good)');
+  const imageDirs = images.split(',');
   const seconds = Number(arg('seconds', '60'));
   const warmup = Number(arg('warmup', '15'));
   const codec = (arg('codec', 'raw') as 'raw' | 'h264');
@@ -88,10 +89,10 @@ async function main(): Promise<void> {
   const log = (s: string): boolean => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
 
   // The bare session exists before the daemon starts (its creation is not measured), batch = cameras.
-  const bare = await BareRunner.create(modelDir, ncam, images);
+  const bare = await BareRunner.create(modelDir, ncam, imageDirs[0]);
   const broker = await new Mosquitto({ dir: tmp.dir }).start();
   const cams: RtspServer[] = [];
-  for (let i = 0; i < ncam; i++) cams.push(await new RtspServer({ images: [images], fps, codec, size }).start(60000));
+  for (let i = 0; i < ncam; i++) cams.push(await new RtspServer({ images: imageDirs, fps, codec, size }).start(60000));
   const prefix = 'bench';
   const mqtt = await new MqttCollector({ url: broker.url, topics: [`${prefix}/+/result`, `${prefix}/+/status`] }).start();
   const httpPort = await freePort();
@@ -187,7 +188,7 @@ async function main(): Promise<void> {
         note: 'shared 2-core VM, no GPU, other jobs running at the same time: compare ratios, not absolute numbers' },
       model: { dir: modelDir.replace(REPO + '/', ''), name: manifest.name, version: manifest.version,
         height: manifest.input.height, width: manifest.input.width, provider: 'cpu' },
-      stream: { cameras: ncam, codec, size, fps, images: images.replace(REPO + '/', ''),
+      stream: { cameras: ncam, codec, size, fps, images: imageDirs.map((d) => d.replace(REPO + '/', '')),
         server: 'gst-rtsp-server (test/fixtures/rtsp_server.py)' },
       throughput: {
         method: `interleaved: ${rounds} rounds of ${segment} s end to end (daemon, all cameras running) then ${segment} s `

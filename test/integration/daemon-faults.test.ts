@@ -12,7 +12,7 @@ import { makeTestModel, ModelManifest } from './helpers/model';
 import { readRetained } from './helpers/mqtt-collector';
 import { sleep, waitFor } from './helpers/wait';
 
-const START_MS = 30000;   // daemon start to first result (model warm-up, RTSP connect) on a loaded 2-core machine
+const START_MS = 45000;   // daemon start to first result (model warm-up, RTSP connect) on a loaded 2-core machine
 const RESUME_MS = 15000;  // "resumes within seconds" once a fault clears (reconnect backoff max is 1 s here)
 const FAULT_MS = 10000;   // a fault shows on the status topic (stall timeout is 2 s here)
 
@@ -41,9 +41,9 @@ async function setup(h: Harness, m = model): Promise<void> {
 
 const results = (h: Harness, cam: string, since = 0): ResultMsg[] => h.mqtt.json<ResultMsg>(h.topic(cam, 'result'), since);
 const waitStatus = (h: Harness, cam: string, pred: (s: CameraStatus) => boolean, ms: number, since = 0, what = '') =>
-  h.mqtt.waitJson<CameraStatus>(h.topic(cam, 'status'), pred, ms, since, what);
+  h.explain(h.mqtt.waitJson<CameraStatus>(h.topic(cam, 'status'), pred, ms, since, what));
 const waitResults = (h: Harness, cam: string, n: number, ms: number, since = 0) =>
-  waitFor(`${n} results from ${cam} since ${since}`, () => results(h, cam, since).length >= n, ms);
+  h.explain(waitFor(`${n} results from ${cam} since ${since}`, () => results(h, cam, since).length >= n, ms));
 
 describe('daemon with real mosquitto + RTSP cameras', { skip }, () => {
   test('streams: results, camera status, retained online status, /healthz and /metrics follow the contract', async () => {

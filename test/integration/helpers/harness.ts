@@ -20,6 +20,7 @@ export class Harness {
   broker!: Mosquitto;
   mqtt!: MqttCollector;
   private readonly cleanups: Array<() => Promise<unknown> | unknown> = [];
+  private readonly daemons: Daemon[] = [];
 
   get dir(): string { return this.tmp.dir; }
 
@@ -48,8 +49,24 @@ export class Harness {
 
   daemon(config: Config | string, opts: ConstructorParameters<typeof Daemon>[2] = {}): Daemon {
     const d = new Daemon(this.dir, config, opts);
+    this.daemons.push(d);
     this.cleanups.push(() => d.stop(2000));
     return d;
+  }
+
+  /** The last lines of every daemon this harness started (appended to timeout errors for diagnosis). */
+  diag(lines = 25): string {
+    return this.daemons.map((d, i) => `--- daemon #${i + 1} (${d.running ? 'running' : `exited ${JSON.stringify(d.proc.exit)}`}):\n`
+      + d.proc.lines.filter((l) => !l.includes('"configuration loaded"')).slice(-lines).join('\n')).join('\n');
+  }
+
+  /** Runs `p`; if it rejects, the error message gets the daemons' output tails. */
+  async explain<T>(p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${this.diag()}`);
+    }
   }
 
   topic(...parts: string[]): string { return [this.prefix, ...parts].join('/'); }
