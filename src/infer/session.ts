@@ -121,8 +121,13 @@ export class InferenceEngine {
       throw new ModelError(`${manifest.onnxPath}: no execution provider could load the model (${failures.join('; ')})`);
     }
     log.info({ provider, tried: opts.providers }, `inference provider in use: ${provider}`);
-    checkContract(manifest, session);
-    const engine = new InferenceEngine(manifest, session, provider, opts.maxBatch);
+    const fixedBatch = checkContract(manifest, session);
+    let maxBatch = opts.maxBatch;
+    if (fixedBatch !== null && fixedBatch < maxBatch) {
+      log.warn({ fixedBatch, maxBatch }, `model input has a fixed batch of ${fixedBatch}: model.maxBatch lowered to ${fixedBatch}`);
+      maxBatch = fixedBatch;
+    }
+    const engine = new InferenceEngine(manifest, session, provider, maxBatch);
     const t0 = performance.now();
     let warm: BatchOutput;
     try {
@@ -160,7 +165,8 @@ export class InferenceEngine {
   }
 }
 
-function checkContract(m: ModelManifest, s: ort.InferenceSession): void {
+/** Throws ModelError when the session contradicts model.json; returns the input's fixed batch size, if any. */
+function checkContract(m: ModelManifest, s: ort.InferenceSession): number | null {
   const where = m.onnxPath;
   if (!s.inputNames.includes(m.inputName)) {
     throw new ModelError(`${where}: wrong input contract: no input "${m.inputName}" (inputs: ${s.inputNames.join(', ')})`);
@@ -178,5 +184,7 @@ function checkContract(m: ModelManifest, s: ort.InferenceSession): void {
         `${where}: wrong input contract: "${m.inputName}" has shape [${shape.join(',')}], expected [N,${m.height},${m.width},3] (model.json input size)`,
       );
     }
+    if (typeof shape[0] === 'number' && shape[0] > 0) return shape[0];
   }
+  return null;
 }

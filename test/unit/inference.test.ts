@@ -74,6 +74,17 @@ describe('inference engine', () => {
     await engine.close();
   });
 
+  it('a model with a fixed batch size lowers model.maxBatch instead of failing at run time', async () => {
+    const cap = captureLog();
+    const engine = await InferenceEngine.load(
+      { modelDir: join(TINY_MODEL, '..', 'tiny-model-batch1'), providers: ['cpu'], maxBatch: 4, tensorrt: TRT },
+      cap.log,
+    );
+    assert.equal(engine.maxBatch, 1);
+    assert.ok(cap.messages().includes('model input has a fixed batch of 1: model.maxBatch lowered to 1'));
+    await engine.close();
+  });
+
   it('refuses a model whose file does not match the sha256 in model.json (names the file)', async () => {
     const dir = modelCopy();
     appendFileSync(join(dir, 'model.onnx'), 'x');
