@@ -8,7 +8,8 @@ what="${1:-all}"
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 
-apt_pkgs=(ffmpeg)
+# g++/make/python3: node-gyp builds unix-dgram (sd_notify datagrams) during npm ci.
+apt_pkgs=(ffmpeg g++ make python3)
 if [ "$what" = all ]; then
   apt_pkgs+=(mosquitto mosquitto-clients openssl
              gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-tools
