@@ -12,7 +12,8 @@
 //   2. interleaved phase (--rounds x 2 x --segment seconds): end-to-end vs bare onnxruntime-node frames/s.
 //
 //   node dist/bench/daemon/e2e.js --model models/demo --images DIR [--seconds 60] [--warmup 15] [--codec raw|h264]
-//        [--fps 15] [--size WxH] [--cameras 1] [--rounds 5] [--segment 20] [--rss-every 5] [--out FILE.json]
+//        [--fps 15] [--size WxH] [--cameras 1] [--rounds 5] [--segment 20] [--rss-every 5] [--snapshots on|off]
+//        [--out FILE.json]
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -100,7 +101,7 @@ async function main(): Promise<void> {
   // stallTimeoutMs above the bare segments: a camera frozen for a bare segment must not be reconnected
   const cfg = baseConfig({ cameras: cams.map((c, i) => ({ id: `cam${i + 1}`, url: c.url })), modelDir,
     mqttUrl: broker.url, prefix, httpPort,
-    extra: { status: { intervalMs: 5000 }, log: { level: 'warn' },
+    extra: { status: { intervalMs: 5000 }, log: { level: 'warn' }, snapshot: { onNg: arg('snapshots', 'on') !== 'off' },
       ingest: { stallTimeoutMs: (segment + 30) * 1000, connectTimeoutMs: 20000 } } });
   const daemon = new Daemon(tmp.dir, cfg, { name: 'daemon' });
   const pid = daemon.proc.pid!;
@@ -195,6 +196,7 @@ async function main(): Promise<void> {
         note: 'shared 2-core VM, no GPU, other jobs running at the same time: compare ratios, not absolute numbers' },
       model: { dir: modelDir.replace(REPO + '/', ''), name: manifest.name, version: manifest.version,
         height: manifest.input.height, width: manifest.input.width, provider: 'cpu' },
+      daemonConfig: { snapshotOnNg: arg('snapshots', 'on') !== 'off', providers: ['cpu'], logLevel: 'warn' },
       stream: { cameras: ncam, codec, size, fps, images: imageDirs.map((d) => d.replace(REPO + '/', '')),
         server: 'gst-rtsp-server (test/fixtures/rtsp_server.py)' },
       throughput: {
