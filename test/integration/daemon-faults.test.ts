@@ -120,17 +120,24 @@ describe('daemon with real mosquitto + RTSP cameras', { skip }, () => {
     }
   });
 
-  test('broker killed and restarted: daemon keeps running, reconnects, republishes online, never replays stale results', async () => {
+  test('broker killed and restarted: daemon keeps running, /healthz 503 meanwhile, reconnects, republishes online, never replays stale results', async () => {
     const h = new Harness();
     try {
       await setup(h);
       const cam = await h.camera();
-      const d = h.daemon(await h.config([{ id: 'cam1', url: cam.url }]));
+      const cfg = await h.config([{ id: 'cam1', url: cam.url }], {}, true);
+      const healthz = `http://127.0.0.1:${(cfg.http as { port: number }).port}/healthz`;
+      const d = h.daemon(cfg);
       await waitResults(h, 'cam1', 5, START_MS);
       const downAt = Date.now();
       await h.broker.kill();
       await sleep(3000);
       assert.ok(d.running, `daemon must survive a broker outage; output:\n${d.proc.tail()}`);
+      // the status topic cannot carry this fault; /healthz does (503 with a reason naming MQTT/the broker)
+      const down = await fetch(healthz);
+      const downBody = await down.text();
+      assert.equal(down.status, 503, `/healthz during the broker outage: ${downBody}`);
+      assert.match(downBody, /mqtt|broker/i, 'the reason names the broker');
       const upAt = Date.now();
       await h.broker.start();
       await h.mqtt.waitFor(h.topic('status'), (m) => m.payload.toString() === 'online', RESUME_MS, upAt,
@@ -139,6 +146,7 @@ describe('daemon with real mosquitto + RTSP cameras', { skip }, () => {
       const stale = results(h, 'cam1', upAt).filter((r) => r.capturedAt > downAt + 1000 && r.capturedAt < upAt - 1000);
       assert.deepEqual(stale.map((r) => r.seq), [], 'results captured while offline must not be delivered later');
       await waitStatus(h, 'cam1', (s) => s.state === 'streaming', RESUME_MS, upAt);
+      await waitFor('/healthz 200 after the broker returned', async () => (await fetch(healthz)).status === 200, RESUME_MS);
       assert.ok(d.running);
     } finally {
       await h.close();
