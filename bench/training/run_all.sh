@@ -22,10 +22,13 @@ committed() {
   cell mtd-stpm            "${mtd[@]}"  3 none
   cell mtd-etstpm-classes  "${mtd[@]}"  3 auto \
     --finetune-roots "$shared/data/mvtec_grid_subset" "$shared/data/mvtec_screw" "$shared/data/hazelnut_toy"
-  cell grid-etstpm-classes "${grid[@]}" 20 auto \
-    --finetune-roots "$shared/data/mtd" "$shared/data/mvtec_screw" "$shared/data/hazelnut_toy"
+  cell mtd-stpm            "${mtd[@]}"  5 none   # continues the 3-epoch runs
+  cell mtd-etstpm-classes  "${mtd[@]}"  5 auto \
+    --finetune-roots "$shared/data/mvtec_grid_subset" "$shared/data/mvtec_screw" "$shared/data/hazelnut_toy"
 }
 more() {
+  cell grid-etstpm-classes "${grid[@]}" 20 auto \
+    --finetune-roots "$shared/data/mtd" "$shared/data/mvtec_screw" "$shared/data/hazelnut_toy"
   cell mtd-etstpm          "${mtd[@]}"  3 auto   # rotation task: ~9 student epochs of extra CPU for the teacher
   cell mtd-stpm            "${mtd[@]}"  10 none
   cell mtd-etstpm-classes  "${mtd[@]}"  10 auto \
