@@ -24,11 +24,16 @@ def _method(r: dict) -> str:
 def _cmd(path: Path, r: dict) -> str:
     tag = path.stem.rsplit("-e", 1)[0]
     ft = "none" if r["finetune"] == "none" else "auto"
-    return f"`bench/training/run_one.sh {tag} {r['data']} {r['category']} {r['epochs']} {ft}`"
+    extra = ((r.get("train_config") or {}).get("finetune") or {}).get("extra_roots") or []
+    roots = f" --finetune-roots {' '.join(extra)}" if extra else ""
+    if not extra and r["finetune"] == "classes":
+        roots = " --finetune-roots <the other three data roots, see docs/results.md>"  # file predates train_config
+    return f"`bench/training/run_one.sh {tag} {r['data']} {r['category']} {r['epochs']} {ft}{roots}`"
 
 
 def load(paths: list[Path]) -> list[tuple[Path, dict]]:
     out = [(p, json.loads(p.read_text())) for p in paths]
+    out = [(p, r) for p, r in out if isinstance(r, dict) and r.get("format") == "etstpm-eval/1"]
     return sorted(out, key=lambda pr: (pr[1]["category"], pr[1]["epochs"], pr[1]["finetune"] != "none"))
 
 

@@ -3,7 +3,8 @@
 #   bench/training/run_one.sh TAG DATA_ROOT CATEGORY EPOCHS FINETUNE [extra `etstpm train` flags...]
 # FINETUNE: auto (ET-STPM's default teacher fine-tuning) or none (plain STPM).
 # Writes: $RUNS/TAG (run folder, outside the repo), $RUNS/TAG.log (full log),
-#         bench/results/TAG-eEPOCHS.json and bench/results/figures/TAG-eEPOCHS/{maps,roc}.png.
+#         bench/results/TAG-eEPOCHS.json, $RUNS/figures/TAG-eEPOCHS/{maps,roc}.png, and a copy of roc.png in
+#         bench/results/figures/TAG-eEPOCHS/ (maps.png shows dataset images: their licenses keep it out of the repo).
 # If $RUNS/TAG already holds a finished run with fewer epochs, it is continued (`--resume --epochs EPOCHS`):
 # the student's SGD has a constant learning rate, so this equals training EPOCHS from the start.
 # Env: RUNS (default /work/runs), WEIGHTS (default <shared>/weights/...bnfolded...pth), SEED (default 0).
@@ -18,7 +19,7 @@ seed=${SEED:-0}
 py=.venv/bin/python
 run="$runs/$tag"
 log="$runs/$tag.log"
-mkdir -p "$runs" bench/results/figures
+mkdir -p "$runs/figures" bench/results/figures
 stamp() { echo "[$(date -u +%FT%TZ)] $tag: $*" | tee -a "$log"; }
 done_epochs=0
 if [ -e "$run/student.pt" ]; then
@@ -37,7 +38,9 @@ else
   nice -n 10 "${train[@]}" >>"$log" 2>&1
 fi
 eval_cmd=($py -m etstpm.cli evaluate --run "$run" --data "$root" --category "$category"
-          --json "bench/results/$tag-e$epochs.json" --figures "bench/results/figures/$tag-e$epochs" --no-progress)
+          --json "bench/results/$tag-e$epochs.json" --figures "$runs/figures/$tag-e$epochs" --no-progress)
 stamp "evaluate: ${eval_cmd[*]}"
 nice -n 10 "${eval_cmd[@]}" >>"$log" 2>&1
+mkdir -p "bench/results/figures/$tag-e$epochs"
+cp "$runs/figures/$tag-e$epochs/roc.png" "bench/results/figures/$tag-e$epochs/roc.png"
 stamp "done"
