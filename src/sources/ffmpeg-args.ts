@@ -82,6 +82,12 @@ export function ffmpegCommand(
           // rtsp demuxer: socket I/O timeout in microseconds (also bounds the connect).
           t.rtspTimeoutOption ?? '-timeout',
           String(t.connectTimeoutMs * 1000),
+          // ffmpeg's default stream probing holds the first frame back ~3 s; half a second finds an RTSP
+          // camera's codec parameters (the SDP carries them) and makes a reconnect resume that much sooner.
+          '-analyzeduration',
+          '500000',
+          '-probesize',
+          '500000',
           '-fflags',
           'nobuffer',
           '-flags',

@@ -25,6 +25,8 @@ describe('decoder command lines', () => {
     assert.equal(after(cmd.args, '-vf'), 'crop=300:200:10:20,scale=256:256:flags=bilinear+accurate_rnd+full_chroma_int,fps=5');
     assert.deepEqual(cmd.args.slice(-5), ['-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1']);
     assert.ok(cmd.args.includes('-nostdin'));
+    assert.equal(after(cmd.args, '-analyzeduration'), '500000');
+    assert.ok(cmd.args.indexOf('-probesize') < cmd.args.indexOf('-i'), 'probe limits are input options');
     const udp = ffmpegCommand('ffmpeg', cam({ transport: 'udp' }), classifyUrl('rtsp://h/s'), size, { connectTimeoutMs: 1 });
     assert.equal(after(udp.args, '-rtsp_transport'), 'udp');
   });
