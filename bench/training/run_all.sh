@@ -8,7 +8,7 @@
 #   bench/training/run_all.sh more       -> cells planned but not run here for lack of CPU time
 # A later call with more epochs continues a run (`--resume`) instead of starting again.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 shared=${ETSTPM_SHARED:-$(cd .. && pwd)/shared}
 one=bench/training/run_one.sh
 grid=("$shared/data/mvtec_grid_subset" grid)

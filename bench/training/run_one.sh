@@ -25,7 +25,7 @@ done_epochs=0
 if [ -e "$run/student.pt" ]; then
   done_epochs=$($py -c 'import json,sys; print(json.load(open(sys.argv[1]))["epochs_done"])' "$run/run.json")
 fi
-train=($py -m etstpm.cli train --data "$root" --category "$category" --weights "$weights" --out "$run"
+train=("$py" -m etstpm.cli train --data "$root" --category "$category" --weights "$weights" --out "$run"
        --epochs "$epochs" --finetune "$finetune" --seed "$seed" --no-progress "$@")
 if [ "$done_epochs" -ge "$epochs" ]; then
   stamp "already trained ($done_epochs epochs), evaluating only"
@@ -37,7 +37,7 @@ else
   stamp "train: ${train[*]}"
   nice -n 10 "${train[@]}" >>"$log" 2>&1
 fi
-eval_cmd=($py -m etstpm.cli evaluate --run "$run" --data "$root" --category "$category"
+eval_cmd=("$py" -m etstpm.cli evaluate --run "$run" --data "$root" --category "$category"
           --json "bench/results/$tag-e$epochs.json" --figures "$runs/figures/$tag-e$epochs" --no-progress)
 stamp "evaluate: ${eval_cmd[*]}"
 nice -n 10 "${eval_cmd[@]}" >>"$log" 2>&1
