@@ -1,4 +1,7 @@
 /** The daemon's validated configuration (docs/configuration.md). */
+import type { MqttOptions } from '../publish/mqtt';
+import type { IngestOptions } from '../sources/camera';
+
 export type Provider = 'tensorrt' | 'cuda' | 'cpu';
 export const PROVIDERS: readonly Provider[] = ['tensorrt', 'cuda', 'cpu'];
 
@@ -27,30 +30,11 @@ export interface DaemonConfig {
     maxBatch: number;
     tensorrt: { cacheDir: string; fp16: boolean };
   };
-  mqtt: {
-    url: string;
-    embeddedPort: number;
-    embeddedHost: string;
-    username: string;
-    password: string;
-    ca: string;
-    cert: string;
-    key: string;
-    rejectUnauthorized: boolean;
-    topicPrefix: string;
-    clientId: string;
-    connectTimeoutMs: number;
-  };
+  /** The publisher's options (protocol version is chosen at connect time) plus the embedded broker's address. */
+  mqtt: Omit<MqttOptions, 'protocolVersion'> & { embeddedPort: number; embeddedHost: string };
   reject: { deadlineMs: number };
   snapshot: { onNg: boolean; everyN: number; format: 'jpeg' | 'png'; maxBytes: number };
-  ingest: {
-    stallTimeoutMs: number;
-    connectTimeoutMs: number;
-    reconnectMinMs: number;
-    reconnectMaxMs: number;
-    ffmpegPath: string;
-    gstLaunchPath: string;
-  };
+  ingest: IngestOptions;
   http: { host: string; port: number };
   status: { intervalMs: number };
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
