@@ -182,6 +182,15 @@ def evaluate_run(run_dir: str | Path, data_root: str | Path, category: str, imag
         result["verdict"] = verdict_quality(cal["threshold"]["raw"], pred["labels"], pred["defects"], pred["scores"])
         result["verdict"]["method"] = cal["threshold"].get("method")
 
+    # Per-image raw scores (and the verdict where calibrated), so another scorer of the same model - the daemon's
+    # parity test, a line's own logs - can be compared image by image, not only through the AUROC.
+    raw_thr = (cal or {}).get("threshold", {}).get("raw") if cal else None
+    result["images"] = [
+        {"path": p, "defect": d, "label": int(lab), "score": float(sc),
+         "verdict": None if raw_thr is None else ("ng" if sc >= raw_thr else "ok")}
+        for p, d, lab, sc in zip(pred["paths"], pred["defects"], pred["labels"], pred["scores"])
+    ]
+
     if figures_dir is not None:
         from .figures import write_figures  # matplotlib only when figures are asked for
 

@@ -45,6 +45,14 @@ def test_metrics_match_an_independent_computation(tiny_run, result: dict) -> Non
     sel = (defects == "good") | (defects == "bent")
     assert result["per_defect"]["bent"]["image_auroc"] == pytest.approx(
         roc_auc_score(labels[sel], score.numpy()[sel]), abs=1e-6)
+    by_path = {im["path"]: im for im in result["images"]}
+    assert len(by_path) == len(items)
+    for it, sc in zip(items, score.numpy()):
+        im = by_path[it["path"]]
+        assert (im["defect"], im["label"]) == (it["defect"], it["label"])
+        assert im["score"] == pytest.approx(float(sc), rel=1e-5)
+    thr = meta["calibration"]["threshold"]["raw"]
+    assert [im["verdict"] for im in result["images"]] == ["ng" if im["score"] >= thr else "ok" for im in result["images"]]
 
 
 def test_protocol_and_timing_fields(result: dict) -> None:
