@@ -1,8 +1,8 @@
 // The few model.json fields the TensorRT engine depends on (docs/model-format.md), read and checked on their own
 // so the engine build CLI does not need the daemon's configuration or model loader.
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { sha256File } from '../infer/manifest';
 
 export interface EngineModelInfo {
   dir: string;
@@ -58,17 +58,6 @@ export function readEngineModelInfo(modelDir: string): EngineModelInfo {
     name: typeof m.name === 'string' ? m.name : '',
     version: typeof m.version === 'string' ? m.version : '',
   };
-}
-
-export async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  await new Promise<void>((resolve, reject) => {
-    fs.createReadStream(file)
-      .on('data', (chunk) => hash.update(chunk))
-      .on('error', reject)
-      .on('end', () => resolve());
-  });
-  return hash.digest('hex');
 }
 
 /** Throws ModelCheckError when model.onnx is missing or its sha256 differs from model.json. */
