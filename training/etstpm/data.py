@@ -102,28 +102,26 @@ def image_size_of(path: str | Path) -> tuple[int, int]:
         raise DatasetError(f"unreadable image: {path} ({e})") from e
 
 
-def load_rgb(path: str | Path, image_size: int) -> np.ndarray:
-    """Decoded image as uint8 [S, S, 3] RGB (grey/palette/alpha converted), bilinear resize."""
+def _load_resized(path: str | Path, mode: str, image_size: int, resample: int, what: str) -> np.ndarray:
+    """Decoded image converted to `mode` and resized to S x S; DatasetError naming the file if it cannot be read."""
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
+            im = im.convert(mode)
             if im.size != (image_size, image_size):
-                im = im.resize((image_size, image_size), Image.BILINEAR)
-            return np.asarray(im, dtype=np.uint8).copy()
+                im = im.resize((image_size, image_size), resample)
+            return np.asarray(im)
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DatasetError(f"unreadable image: {path} ({e})") from e
+        raise DatasetError(f"unreadable {what}: {path} ({e})") from e
+
+
+def load_rgb(path: str | Path, image_size: int) -> np.ndarray:
+    """Decoded image as uint8 [S, S, 3] RGB (grey/palette/alpha converted), bilinear resize."""
+    return _load_resized(path, "RGB", image_size, Image.BILINEAR, "image").astype(np.uint8, copy=True)
 
 
 def load_mask(path: str | Path, image_size: int) -> np.ndarray:
     """Binary mask as float32 [S, S] in {0, 1}; nearest-neighbour resize, any non-zero pixel is defective."""
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L")
-            if im.size != (image_size, image_size):
-                im = im.resize((image_size, image_size), Image.NEAREST)
-            return (np.asarray(im) > 0).astype(np.float32)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DatasetError(f"unreadable mask: {path} ({e})") from e
+    return (_load_resized(path, "L", image_size, Image.NEAREST, "mask") > 0).astype(np.float32)
 
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
