@@ -112,6 +112,19 @@ async function checkRun(run: Run, client: mqtt.MqttClient, httpPort: number, mqt
   assert.equal((JSON.parse(last.payload.toString()) as { state: string }).state, 'stopped');
 }
 
+/** The broker comes up with the daemon (or beside it): retry connecting for up to 15 s. */
+async function connectWhenUp(port: number, protocolVersion: 4 | 5): Promise<mqtt.MqttClient> {
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      return await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion, reconnectPeriod: 0 });
+    } catch (err) {
+      if (Date.now() - t0 > 15000) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
 describe('daemon process (smoke)', () => {
   it('embedded broker (MQTT 3.1.1): publishes the frame path and stops on SIGTERM', async () => {
     const [mqttPort, httpPort] = [await freePort(), await freePort()];
@@ -121,15 +134,7 @@ describe('daemon process (smoke)', () => {
     });
     let client: mqtt.MqttClient | null = null;
     try {
-      const t0 = Date.now();
-      while (!client) {
-        try {
-          client = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0 });
-        } catch (err) {
-          if (Date.now() - t0 > 15000) throw err;
-          await new Promise((r) => setTimeout(r, 200));
-        }
-      }
+      client = await connectWhenUp(mqttPort, 4);
       await checkRun(run, client, httpPort, false);
     } finally {
       client?.end(true);
@@ -149,15 +154,7 @@ describe('daemon process (smoke)', () => {
       { ETSTPM_LOG_LEVEL: 'warn' },
     );
     try {
-      const t0 = Date.now();
-      while (!client) {
-        try {
-          client = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { protocolVersion: 5, reconnectPeriod: 0 });
-        } catch (err) {
-          if (Date.now() - t0 > 15000) throw err;
-          await new Promise((r) => setTimeout(r, 200));
-        }
-      }
+      client = await connectWhenUp(mqttPort, 5);
       await checkRun(run, client, httpPort, true);
     } finally {
       client?.end(true);
@@ -175,15 +172,7 @@ describe('daemon process (smoke)', () => {
     const run = startDaemon(['--config', file], { ETSTPM_LOG_LEVEL: 'warn' });
     let client: mqtt.MqttClient | null = null;
     try {
-      const t0 = Date.now();
-      while (!client) {
-        try {
-          client = await mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0 });
-        } catch (err) {
-          if (Date.now() - t0 > 15000) throw err;
-          await new Promise((r) => setTimeout(r, 200));
-        }
-      }
+      client = await connectWhenUp(mqttPort, 4);
       const got = collect(client);
       await client.subscribeAsync('etstpm/+/result');
       await until(() => got.some((p) => p.topic === 'etstpm/a/result'), 15000, 'results of camera a');
