@@ -23,7 +23,7 @@ def _method(r: dict) -> str:
 
 def _cmd(path: Path, r: dict) -> str:
     tag = path.stem.rsplit("-e", 1)[0]
-    ft = "none" if r["finetune"] == "none" else "auto"
+    ft = r["finetune"] if r["finetune"] in ("none", "rotation") else "auto"
     extra = ((r.get("train_config") or {}).get("finetune") or {}).get("extra_roots") or []
     roots = f" --finetune-roots {' '.join(extra)}" if extra else ""
     if not extra and r["finetune"] == "classes":
