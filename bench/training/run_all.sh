@@ -25,12 +25,24 @@ committed() {
   cell mtd-stpm            "${mtd[@]}"  5 none   # continues the 3-epoch runs
   cell mtd-etstpm-classes  "${mtd[@]}"  5 auto \
     --finetune-roots "$shared/data/mvtec_grid_subset" "$shared/data/mvtec_screw" "$shared/data/hazelnut_toy"
+  cell mtd-etstpm-rotation "${mtd[@]}"  5 rotation
+  cell mtd-stpm            "${mtd[@]}"  15 none   # continues the 5-epoch runs
+  cell mtd-etstpm-rotation "${mtd[@]}"  15 rotation
+  variants
+}
+# Candidate changes to the score and the input, measured against the default (bench/training/variants.py).
+variants() {
+  local v=bench/results/variants py=.venv/bin/python runs=${RUNS:-/work/runs}
+  "$py" bench/training/variants.py score "$runs/mtd-stpm" "${mtd[@]}" --json "$v/mtd-stpm-e15-scores.json"
+  "$py" bench/training/variants.py score "$runs/mtd-etstpm-rotation" "${mtd[@]}" \
+    --json "$v/mtd-etstpm-rotation-e15-scores.json"
+  for var in squash photometric standardize letterbox; do
+    "$py" bench/training/variants.py input "${mtd[@]}" --variant "$var" --epochs 8 --json "$v/mtd-input-$var-e8.json"
+  done
 }
 more() {
   cell grid-etstpm-classes "${grid[@]}" 20 auto \
     --finetune-roots "$shared/data/mtd" "$shared/data/mvtec_screw" "$shared/data/hazelnut_toy"
-  cell mtd-etstpm          "${mtd[@]}"  3 auto   # rotation task: ~9 student epochs of extra CPU for the teacher
-  cell mtd-stpm            "${mtd[@]}"  10 none
   cell mtd-etstpm-classes  "${mtd[@]}"  10 auto \
     --finetune-roots "$shared/data/mvtec_grid_subset" "$shared/data/mvtec_screw" "$shared/data/hazelnut_toy"
   cell screw-stpm          "${screw[@]}" 10 none
