@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/training/results_table.py [bench/results/*.json]
 
-Prints: one summary row per result file, then per-defect rows; numbers are copied, never recomputed.
+Prints: one summary row per result file, then per-defect rows, then the measured variants
+(bench/results/variants/*.json, written by bench/training/variants.py); numbers are copied, never recomputed.
 """
 from __future__ import annotations
 
@@ -72,6 +73,48 @@ def commands(rows: list[tuple[Path, dict]]) -> str:
     return "\n".join(f"- {p.name}: {_cmd(p, r)}" for p, r in rows)
 
 
+def _per_defect_cells(r: dict, names: list[str]) -> str:
+    return " | ".join(_f(r["per_defect"].get(n)) for n in names)
+
+
+def variants(paths: list[Path]) -> str:
+    """Score rules per run, then input variants; per-defect columns are image AUROC."""
+    found = [(p, json.loads(p.read_text())) for p in paths]
+    scores = [(p, v) for p, v in found if v.get("kind") == "score"]
+    inputs = [(p, v) for p, v in found if v.get("kind") == "input"]
+    out = []
+    for category in sorted({v["category"] for _, v in scores}):
+        # One row per rule: image AUROC of each run, then the per-defect image AUROC of the first (plain) run.
+        same = sorted(((p, v) for p, v in scores if v["category"] == category),
+                      key=lambda pv: pv[1]["finetune"] != "none")
+        out.append(f"{DATASETS.get(category, category)}:")
+        out.append("")
+        first = same[0][1]
+        names = sorted(next(iter(first["rules"].values()))["per_defect"])
+        runs = " | ".join(f"{_method(v)}, {v['epochs']} ep" for _, v in same)
+        head = f"| image score rule | {runs} | {' | '.join(f'{n} ({_method(first)})' for n in names)} |"
+        out += [head, "|" + "---|" * (head.count("|") - 1)]
+        for rule, r in first["rules"].items():
+            cells = " | ".join(_f(v["rules"][rule]["image_auroc"]) for _, v in same)
+            out.append(f"| `{rule}` | {cells} | {_per_defect_cells(r, names)} |")
+        out += ["", "result files: " + ", ".join(f"`{p.as_posix()}`" for p, _ in same), ""]
+        for _, v in same:
+            corr = ", ".join(f"{k} {'n/a' if r is None else f'{r:+.2f}'}"
+                             for k, r in (v.get("good_score_correlation") or {}).items())
+            out += [f"good test images, {_method(v)}: Pearson r of the `max` score with {corr}", ""]
+    if inputs:
+        names = sorted(inputs[0][1]["result"]["per_defect"])
+        head = (f"| input variant (plain STPM) | epochs | image AUROC | {' | '.join(names)} | "
+                f"student s/epoch | result file |")
+        out += [head, "|" + "---|" * (head.count("|") - 1)]
+        for p, v in sorted(inputs, key=lambda pv: pv[1]["variant"] != "squash"):
+            hist = v["student_history"]
+            per_epoch = sum(h["wall_s"] for h in hist) / len(hist)
+            out.append(f"| `{v['variant']}` | {v['epochs']} | {_f(v['result']['image_auroc'])} | "
+                       f"{_per_defect_cells(v['result'], names)} | {per_epoch:.0f} | `{p.as_posix()}` |")
+    return "\n".join(out)
+
+
 def main(argv: list[str]) -> int:
     paths = [Path(a) for a in argv] or sorted(Path("bench/results").glob("*.json"))
     rows = load(paths)
@@ -81,6 +124,8 @@ def main(argv: list[str]) -> int:
     print(per_defect(rows))
     print()
     print(commands(rows))
+    print()
+    print(variants(sorted(Path("bench/results/variants").glob("*.json"))))
     print()
     print(f"machine: {machine.get('processor')}, {machine.get('cpu_count')} cores, torch {machine.get('torch')}, "
           f"{machine.get('torch_threads')} threads, device {machine.get('device')}")

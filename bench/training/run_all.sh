@@ -36,6 +36,8 @@ variants() {
   "$py" bench/training/variants.py score "$runs/mtd-stpm" "${mtd[@]}" --json "$v/mtd-stpm-e15-scores.json"
   "$py" bench/training/variants.py score "$runs/mtd-etstpm-rotation" "${mtd[@]}" \
     --json "$v/mtd-etstpm-rotation-e15-scores.json"
+  "$py" bench/training/variants.py score "$runs/grid-stpm" "${grid[@]}" --json "$v/grid-stpm-e20-scores.json"
+  "$py" bench/training/variants.py score "$runs/grid-etstpm" "${grid[@]}" --json "$v/grid-etstpm-e20-scores.json"
   for var in squash photometric standardize letterbox; do
     "$py" bench/training/variants.py input "${mtd[@]}" --variant "$var" --epochs 8 --json "$v/mtd-input-$var-e8.json"
   done
