@@ -56,6 +56,14 @@ def list_categories(root: str | Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "train" / "good").is_dir())
 
 
+def same_folder(a: str | Path, b: str | Path) -> bool:
+    """True if two spellings (relative, absolute, through a symlink) name the same folder."""
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
 def category_dir(root: str | Path, category: str) -> Path:
     d = Path(root) / category
     if not d.is_dir():

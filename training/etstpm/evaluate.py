@@ -118,13 +118,6 @@ def verdict_quality(raw_threshold: float, labels: np.ndarray, defects: list[str]
     return out
 
 
-def _same_data(a: str | Path, b: str | Path) -> bool:
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except OSError:
-        return False
-
-
 def evaluate_run(run_dir: str | Path, data_root: str | Path, category: str, image_size: int | None = None,
                  device: str = "cpu", figures_dir: str | Path | None = None, batch_size: int = 16,
                  show_progress: bool = True, fpr_limit: float = 0.3, num_figure_samples: int = 2) -> dict:
@@ -278,7 +271,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
                           fpr_limit=a.fpr_limit, num_figure_samples=a.figure_samples)
     write_json(result, a.json)
     # The run folder keeps the metrics of its own test set: `etstpm export` embeds RUN/metrics.json in model.json.
-    if (_same_data(a.data, result["trained_on"]["data"] or "") and a.category == result["trained_on"]["category"]
+    if (data.same_folder(a.data, result["trained_on"]["data"] or "") and a.category == result["trained_on"]["category"]
             and result["image_size"] == result["trained_image_size"]):
         write_json(result, Path(a.run) / "metrics.json")
     print(format_table(result))

@@ -103,8 +103,9 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device) -> Path:
     if cfg.resume:
         meta = read_meta(run_dir)
         for k in _RESUME_KEYS:
-            if meta["config"][k] != getattr(cfg, k):
-                raise RunError(f"--resume: {k} differs from the run's ({getattr(cfg, k)!r} vs {meta['config'][k]!r})")
+            given, stored = getattr(cfg, k), meta["config"][k]
+            if not (data.same_folder(given, stored) if k == "data" else given == stored):
+                raise RunError(f"--resume: {k} differs from the run's ({given!r} vs {stored!r})")
         # A longer --epochs extends the run; the student hyper-parameters are the run's.
         meta["epochs"] = cfg.student.epochs
         meta["config"]["student"]["epochs"] = cfg.student.epochs

@@ -69,7 +69,11 @@ def test_resume_continues_and_matches_uninterrupted(tmp_path: Path, weights_file
     part = train(_cfg(hazelnut_root, "hazelnut_toy", weights_file, tmp_path / "part", epochs=1, **common))
     with pytest.raises(RunError, match="already holds a run"):
         train(_cfg(hazelnut_root, "hazelnut_toy", weights_file, part, epochs=2, **common))
-    train(_cfg(hazelnut_root, "hazelnut_toy", weights_file, part, epochs=2, resume=True, **common))
+    with pytest.raises(RunError, match="data differs"):
+        train(_cfg(tmp_path, "hazelnut_toy", weights_file, part, epochs=2, resume=True, **common))
+    # The same data folder spelled another way (here through a symlink) is the same data.
+    (tmp_path / "link").symlink_to(hazelnut_root, target_is_directory=True)
+    train(_cfg(tmp_path / "link", "hazelnut_toy", weights_file, part, epochs=2, resume=True, **common))
     m_full, meta_full = load_run(full)
     m_part, meta_part = load_run(part)
     assert meta_part["epochs_done"] == 2 and len(meta_part["history"]["student"]) == 2
