@@ -59,7 +59,9 @@ setup
   echo started >>"$0"; while :; do sleep 0.05; done' "$T/signals" &
 relay=$!
 for _ in $(seq 100); do grep -q started "$T/signals" 2>/dev/null && break; sleep 0.05; done
-kill -HUP "$relay"; sleep 0.3
+kill -HUP "$relay"
+# Wait for the child's HUP trap to run before sending TERM (a fixed pause failed on a loaded machine).
+for _ in $(seq 200); do grep -q hup "$T/signals" 2>/dev/null && break; sleep 0.05; done
 kill -TERM "$relay"
 wait "$relay"; rc=$?
 check "relay: SIGHUP forwarded (camera reload)" contains "$T/signals" "hup"
