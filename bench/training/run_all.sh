@@ -28,6 +28,8 @@ committed() {
   cell mtd-etstpm-rotation "${mtd[@]}"  5 rotation
   cell mtd-stpm            "${mtd[@]}"  15 none   # continues the 5-epoch runs
   cell mtd-etstpm-rotation "${mtd[@]}"  15 rotation
+  cell mtd-stpm            "${mtd[@]}"  16 none   # one epoch at a time: how much one snapshot varies
+  cell mtd-stpm            "${mtd[@]}"  17 none
   variants
 }
 # Candidate changes to the score and the input, measured against the default (bench/training/variants.py).
