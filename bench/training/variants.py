@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader
+from torchvision.transforms.functional import gaussian_blur
 
 from etstpm import IMAGENET_MEAN, IMAGENET_STD, data, metrics
 from etstpm.backbone import FeatureExtractor
@@ -53,15 +53,6 @@ _STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
 # ---- image-score rules over per-level maps [N, 3, H, W] -------------------------------------------------------
 
-def _gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
-    k = int(2 * round(4 * sigma) + 1)
-    x = torch.arange(k, dtype=torch.float32) - k // 2
-    g = torch.exp(-x ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
-    t = F.conv2d(F.pad(maps, (k // 2, k // 2, 0, 0), mode="reflect"), g.view(1, 1, 1, k))
-    return F.conv2d(F.pad(t, (0, 0, k // 2, k // 2), mode="reflect"), g.view(1, 1, k, 1))
-
-
 def score_rules(levels: np.ndarray) -> dict[str, np.ndarray]:
     n = len(levels)
     prod = levels.prod(axis=1)
@@ -69,7 +60,9 @@ def score_rules(levels: np.ndarray) -> dict[str, np.ndarray]:
     top = max(1, flat.shape[1] // 100)
     return {
         "max": flat.max(1),  # the default (paper)
-        "max_gaussian_sigma4": _gaussian_blur(torch.from_numpy(prod)[:, None], 4.0).flatten(1).amax(1).numpy(),
+        # 33 = 2 * round(4 sigma) + 1 taps, reflect padding (torchvision's): the blur anomalib applies to STPM maps.
+        "max_gaussian_sigma4": gaussian_blur(torch.from_numpy(prod)[:, None], [33, 33], [4.0, 4.0])
+        .flatten(1).amax(1).numpy(),
         "top1pct_mean": np.sort(flat, axis=1)[:, -top:].mean(1),
         "mean": flat.mean(1),
         "max_minus_median": flat.max(1) - np.median(flat, axis=1),
