@@ -101,13 +101,8 @@ def letterbox(path: str, mode: str, size: int, resample: int) -> np.ndarray:
 
 
 class LetterboxDataset(data.AnomalyDataset):
-    def rgb(self, i: int) -> np.ndarray:
-        if self._cache is not None and i in self._cache:
-            return self._cache[i]
-        img = letterbox(self.samples[i].path, "RGB", self.image_size, Image.BILINEAR)
-        if self._cache is not None:
-            self._cache[i] = img
-        return img
+    def decode(self, path: str) -> np.ndarray:
+        return letterbox(path, "RGB", self.image_size, Image.BILINEAR)
 
 
 class StandardizedDataset(data.AnomalyDataset):

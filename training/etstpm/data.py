@@ -198,10 +198,14 @@ class AnomalyDataset(Dataset):
         """The resized uint8 RGB image [S, S, 3] (what the exported ONNX graph takes as input)."""
         if self._cache is not None and i in self._cache:
             return self._cache[i]
-        img = load_rgb(self.samples[i].path, self.image_size)
+        img = self.decode(self.samples[i].path)
         if self._cache is not None:
             self._cache[i] = img
         return img
+
+    def decode(self, path: str) -> np.ndarray:
+        """One image file as uint8 [S, S, 3]; a subclass may prepare images another way and keep the caching."""
+        return load_rgb(path, self.image_size)
 
     def __getitem__(self, i: int) -> dict:
         s = self.samples[i]
