@@ -6,6 +6,9 @@
 # (the MTD ET-STPM and plain STPM cells overlapped in time to use the CPU share left by other jobs).
 #   bench/training/run_all.sh            -> the cells that produced the committed results
 #   bench/training/run_all.sh more       -> cells planned but not run here for lack of CPU time
+#   bench/training/run_all.sh membank    -> memory bank (ImageNet and ET teachers) on the four shared datasets
+#   bench/training/run_all.sh converge   -> STPM, cosine against constant learning rate, 30 epochs, seeds 0 and 1
+# The committed STPM cells predate the cosine schedule: they pass --lr-schedule constant, as they ran.
 # A later call with more epochs continues a run (`--resume`) instead of starting again.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
@@ -14,22 +17,25 @@ one=bench/training/run_one.sh
 grid=("$shared/data/mvtec_grid_subset" grid)
 mtd=("$shared/data/mtd" magnetic_tile)
 screw=("$shared/data/mvtec_screw" screw)
+hazel=("$shared/data/hazelnut_toy" hazelnut_toy)
 cell() { "$one" "$@" || echo "FAILED: $*" >&2; }
+# The cells below `committed` ran with the paper's constant rate, before cosine became the default.
+stpm_cell() { cell "$@" --lr-schedule constant; }
 
 committed() {
-  cell grid-stpm           "${grid[@]}" 20 none
-  cell grid-etstpm         "${grid[@]}" 20 auto   # single category -> rotation task
-  cell mtd-stpm            "${mtd[@]}"  3 none
-  cell mtd-etstpm-classes  "${mtd[@]}"  3 auto \
+  stpm_cell grid-stpm           "${grid[@]}" 20 none
+  stpm_cell grid-etstpm         "${grid[@]}" 20 auto   # single category -> rotation task
+  stpm_cell mtd-stpm            "${mtd[@]}"  3 none
+  stpm_cell mtd-etstpm-classes  "${mtd[@]}"  3 auto \
     --finetune-roots "$shared/data/mvtec_grid_subset" "$shared/data/mvtec_screw" "$shared/data/hazelnut_toy"
-  cell mtd-stpm            "${mtd[@]}"  5 none   # continues the 3-epoch runs
-  cell mtd-etstpm-classes  "${mtd[@]}"  5 auto \
+  stpm_cell mtd-stpm            "${mtd[@]}"  5 none   # continues the 3-epoch runs
+  stpm_cell mtd-etstpm-classes  "${mtd[@]}"  5 auto \
     --finetune-roots "$shared/data/mvtec_grid_subset" "$shared/data/mvtec_screw" "$shared/data/hazelnut_toy"
-  cell mtd-etstpm-rotation "${mtd[@]}"  5 rotation
-  cell mtd-stpm            "${mtd[@]}"  15 none   # continues the 5-epoch runs
-  cell mtd-etstpm-rotation "${mtd[@]}"  15 rotation
-  cell mtd-stpm            "${mtd[@]}"  16 none   # one epoch at a time: how much one snapshot varies
-  cell mtd-stpm            "${mtd[@]}"  17 none
+  stpm_cell mtd-etstpm-rotation "${mtd[@]}"  5 rotation
+  stpm_cell mtd-stpm            "${mtd[@]}"  15 none   # continues the 5-epoch runs
+  stpm_cell mtd-etstpm-rotation "${mtd[@]}"  15 rotation
+  stpm_cell mtd-stpm            "${mtd[@]}"  16 none   # one epoch at a time: how much one snapshot varies
+  stpm_cell mtd-stpm            "${mtd[@]}"  17 none
   variants
 }
 # Candidate changes to the score and the input, measured against the default (bench/training/variants.py).
@@ -45,12 +51,33 @@ variants() {
   done
 }
 more() {
-  cell grid-etstpm-classes "${grid[@]}" 20 auto \
+  stpm_cell grid-etstpm-classes "${grid[@]}" 20 auto \
     --finetune-roots "$shared/data/mtd" "$shared/data/mvtec_screw" "$shared/data/hazelnut_toy"
-  cell mtd-etstpm-classes  "${mtd[@]}"  10 auto \
+  stpm_cell mtd-etstpm-classes  "${mtd[@]}"  10 auto \
     --finetune-roots "$shared/data/mvtec_grid_subset" "$shared/data/mvtec_screw" "$shared/data/hazelnut_toy"
-  cell screw-stpm          "${screw[@]}" 10 none
-  cell screw-etstpm        "${screw[@]}" 10 auto
+  stpm_cell screw-stpm          "${screw[@]}" 10 none
+  stpm_cell screw-etstpm        "${screw[@]}" 10 auto
+}
+# Memory bank (PatchCore-style, no training): ImageNet teacher (the default), then the ET (rotation) teacher.
+membank() {
+  cell mtd-membank          "${mtd[@]}"   0 none     --method membank
+  cell grid-membank         "${grid[@]}"  0 none     --method membank
+  cell screw-membank        "${screw[@]}" 0 none     --method membank
+  cell hazelnut-membank     "${hazel[@]}" 0 none     --method membank
+  cell mtd-membank-et       "${mtd[@]}"   0 rotation --method membank
+  cell grid-membank-et      "${grid[@]}"  0 rotation --method membank
+  cell screw-membank-et     "${screw[@]}" 0 rotation --method membank
+  cell hazelnut-membank-et  "${hazel[@]}" 0 rotation --method membank
+}
+# Does the student converge? Cosine decay (the new default) against the paper's constant rate, two seeds.
+converge() {
+  local s
+  for s in 0 1; do
+    SEED=$s cell "grid-stpm-cosine-s$s"      "${grid[@]}"  30 none
+    SEED=$s cell "grid-stpm-constant-s$s"    "${grid[@]}"  30 none --lr-schedule constant
+    SEED=$s cell "hazelnut-stpm-cosine-s$s"  "${hazel[@]}" 30 none
+    SEED=$s cell "hazelnut-stpm-constant-s$s" "${hazel[@]}" 30 none --lr-schedule constant
+  done
 }
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(committed)

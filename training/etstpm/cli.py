@@ -8,7 +8,9 @@ import sys
 
 from .data import DatasetError
 from .errors import ConfigError
-from .run import RunError
+from .membank import MembankConfig
+from .run import METHODS, RunError
+from .train import DEFAULT_METHOD
 from .weights import WeightsError
 
 
@@ -20,17 +22,24 @@ def _positive_int(s: str) -> int:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="fine-tune the teacher, distil the student, calibrate (writes a run folder)",
+    p = sub.add_parser("train", help="fit a detector (memory bank, or ET-STPM student) and calibrate it "
+                                    "(writes a run folder)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", required=True, help="dataset root in MVTec AD layout (<root>/<category>/train/good ...)")
     p.add_argument("--category", required=True, help="category folder under --data")
     p.add_argument("--weights", required=True,
                    help="'imagenet' (torchvision download) or a resnet18 state_dict file (original or BN-folded)")
     p.add_argument("--out", required=True, help="run folder to create (or continue with --resume)")
-    p.add_argument("--epochs", type=_positive_int, default=100, help="student epochs")
+    p.add_argument("--method", choices=list(METHODS), default=DEFAULT_METHOD,
+                   help="membank: nearest-neighbour memory bank of the teacher's patch features (PatchCore, no "
+                        "training); stpm: student distilled from the teacher (ET-STPM). docs/training.md compares them")
+    p.add_argument("--epochs", type=_positive_int, default=100, help="student epochs (stpm)")
     p.add_argument("--image-size", type=int, default=256, help="images are resized to SIZE x SIZE")
     p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--lr", type=float, default=0.4, help="student SGD learning rate")
+    p.add_argument("--lr", type=float, default=0.4, help="student SGD learning rate (peak, with --lr-schedule cosine)")
+    p.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",
+                   help="student learning rate over the run: cosine decay to 0 (default, see docs/training.md) or "
+                        "the paper's constant rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
@@ -39,7 +48,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-train-images", type=_positive_int, default=None,
                    help="use at most N training images (quick checks only)")
     p.add_argument("--finetune", choices=["auto", "classes", "rotation", "none"], default="auto",
-                   help="teacher fine-tuning task; auto = classes with >= 2 categories, else rotation; none = STPM")
+                   help="teacher fine-tuning task; auto = none for membank, and for stpm classes with >= 2 "
+                        "categories, else rotation; none = the ImageNet teacher as is (plain STPM)")
     p.add_argument("--finetune-roots", nargs="*", default=[], metavar="ROOT",
                    help="more MVTec-layout roots whose categories join the 'classes' task")
     p.add_argument("--finetune-labelled", default=None, metavar="DIR",
@@ -49,6 +59,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune-full-epochs", type=int, default=2)
     p.add_argument("--finetune-lr-head", type=float, default=0.1, help="SGD learning rate, head-only epochs")
     p.add_argument("--finetune-lr", type=float, default=0.001, help="SGD learning rate, all-unfrozen epochs")
+    g = p.add_argument_group("memory bank (--method membank)")
+    g.add_argument("--feature-layers", nargs="+", default=list(MembankConfig.layers), metavar="LAYER",
+                   help="pyramid levels concatenated into patch features (layer1 layer2 layer3)")
+    g.add_argument("--aggregate", type=int, default=MembankConfig.aggregate,
+                   help="odd window of the local average around each patch (1 = none)")
+    g.add_argument("--coreset-ratio", type=float, default=MembankConfig.coreset_ratio,
+                   help="share of all training patches kept in the bank (greedy k-center coreset)")
+    g.add_argument("--coreset-min", type=_positive_int, default=MembankConfig.coreset_min,
+                   help="smallest bank size (a small training set keeps this many patches, or all it has)")
+    g.add_argument("--smooth-sigma", type=float, default=MembankConfig.sigma,
+                   help="Gaussian smoothing of the anomaly map, in pixels (0 = none)")
     p.add_argument("--no-teacher-cache", action="store_true",
                    help="recompute teacher features every epoch instead of keeping them in memory (see docs)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for student training")
@@ -65,10 +86,18 @@ def _cmd_train(a: argparse.Namespace) -> int:
     from .student import StudentConfig
     from .train import TrainConfig, train
 
+    membank = MembankConfig(layers=tuple(a.feature_layers), aggregate=a.aggregate, coreset_ratio=a.coreset_ratio,
+                            coreset_min=a.coreset_min, sigma=a.smooth_sigma)
+    try:
+        membank.validate()
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     cfg = TrainConfig(
-        data=a.data, category=a.category, weights=a.weights, out=a.out, image_size=a.image_size, seed=a.seed,
+        data=a.data, category=a.category, weights=a.weights, out=a.out, method=a.method, membank=membank,
+        image_size=a.image_size, seed=a.seed,
         device=a.device, holdout=a.holdout, max_train_images=a.max_train_images,
-        student=StudentConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, num_workers=a.workers,
+        student=StudentConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, schedule=a.lr_schedule,
+                              num_workers=a.workers,
                               cache_teacher=False if a.no_teacher_cache else None),
         finetune=FinetuneConfig(mode=a.finetune, head_epochs=a.finetune_head_epochs,
                                 full_epochs=a.finetune_full_epochs, lr_head=a.finetune_lr_head,
@@ -112,6 +141,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--allow-uncalibrated", action="store_true",
                    help="export a run without calibration (threshold/normalisation null)")
+    p.add_argument("--bank-fp16", action="store_true",
+                   help="memory bank runs: store the bank as float16 in the ONNX file (half the size; computed in "
+                        "float32)")
     p.set_defaults(func=_cmd_export)
 
 
@@ -119,7 +151,7 @@ def _cmd_export(a: argparse.Namespace) -> int:
     from .export import export_run
 
     manifest = export_run(a.run, a.out, metrics_path=a.metrics, name=a.name, opset=a.opset,
-                          allow_uncalibrated=a.allow_uncalibrated)
+                          allow_uncalibrated=a.allow_uncalibrated, bank_fp16=a.bank_fp16)
     print(f"exported {a.out}/model.onnx (sha256 {manifest['onnx']['sha256']})")
     return 0
 

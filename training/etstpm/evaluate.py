@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import __version__, data, metrics
-from .run import load_run
+from .run import load_run, run_method
 
 EVAL_FORMAT = "etstpm-eval/1"
 LEAKED = "paper (leaked)"
@@ -147,6 +147,8 @@ def evaluate_run(run_dir: str | Path, data_root: str | Path, category: str, imag
         "data": str(data_root),
         "category": category,
         "trained_on": {"data": meta.get("data"), "category": meta.get("category")},
+        "method": run_method(meta),
+        "membank": meta.get("membank"),
         "finetune": meta.get("finetune"),
         "finetune_details": meta.get("finetune_details"),
         "epochs": meta.get("epochs_done", meta.get("epochs")),
@@ -158,6 +160,7 @@ def evaluate_run(run_dir: str | Path, data_root: str | Path, category: str, imag
             "finetune": walls.get("finetune"),
             "student": walls.get("student"),
             "student_per_epoch": walls.get("student_per_epoch_mean"),
+            "membank": walls.get("membank"),
         },
         "train_device": meta.get("device"),
         "train_config": meta.get("config"),  # every `etstpm train` setting, to reproduce the run
@@ -225,7 +228,8 @@ def format_table(result: dict) -> str:
             flagged = f"{v['detected']}/{v['n']}"
         rows.append(row(name, r["n_defective"], r, flagged))
     tail = (f"per defect: its images against all {n_good} good ones; '-' = undefined (no masks)\n"
-            f"protocol: {result['protocol']} | finetune: {result['finetune']} | epochs: {result['epochs']} | "
+            f"method: {result.get('method', 'stpm')} | protocol: {result['protocol']} | finetune: {result['finetune']} | "
+            f"epochs: {result['epochs']} | "
             f"image size: {result['image_size']} | seed: {result['seed']} | "
             f"inference {result['inference_ms_per_image']:.1f} ms/image on {result['device']} | "
             f"eval wall {result['eval_wall_time_s']:.0f} s")

@@ -1,7 +1,9 @@
 """`etstpm export`: one fused ONNX graph + model.json manifest (format `etstpm-model/1`, docs/model-format.md).
 
-Graph: frames uint8 [N,H,W,3] RGB -> float /255 -> ImageNet mean/std -> teacher & student pyramids ->
-per-level 1-cos maps -> bilinear upsampling -> product = anomaly_map [N,1,H,W] -> max = score [N].
+Graph: frames uint8 [N,H,W,3] RGB -> float /255 -> ImageNet mean/std -> the run's detector -> anomaly_map
+[N,1,H,W] and score [N]. STPM: teacher & student pyramids -> per-level 1-cos maps -> bilinear upsampling ->
+product -> max. Memory bank: teacher pyramid -> patch features -> MatMul + ReduceMin against the bank (an
+initializer, optionally stored as float16 and cast back) -> bilinear upsampling -> Gaussian smoothing -> max.
 Exported with torch.onnx's TorchScript-based exporter (dynamo=False): it still exists in torch 2.14, produces a
 single self-contained file with dynamic batch via `dynamic_axes`, and needs no onnxscript rewriting.
 """
@@ -14,14 +16,15 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
+from onnx import numpy_helper
 from torch import nn
 
 from . import IMAGENET_MEAN, IMAGENET_STD, __version__
 from .errors import ConfigError
-from .model import ETSTPM
-from .run import RunError, load_run
+from .run import RunError, load_run, run_method
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,7 @@ OUTPUT_NAMES = ("anomaly_map", "score")
 class FramesModel(nn.Module):
     """uint8 NHWC RGB frames in, (anomaly_map, score) out: the whole deployable computation."""
 
-    def __init__(self, model: ETSTPM) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
@@ -54,7 +57,28 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def export_onnx(model: ETSTPM, path: Path, image_size: int, opset: int = 17) -> None:
+def bank_to_float16(proto: onnx.ModelProto) -> int:
+    """Store every float32 initializer that feeds a MatMul (the memory bank; convolutions use Conv) as float16,
+    cast back to float32 at run time; the arithmetic stays float32. Returns the number of initializers converted."""
+    g = proto.graph
+    by_name = {t.name: t for t in g.initializer}
+    matmul_inputs = {i for n in g.node if n.op_type == "MatMul" for i in n.input if i in by_name}
+    converted = 0
+    for name in sorted(matmul_inputs):
+        t = by_name[name]
+        if t.data_type != onnx.TensorProto.FLOAT:
+            continue
+        arr = numpy_helper.to_array(t).astype(np.float16)
+        half = numpy_helper.from_array(arr, name=f"{name}_fp16")
+        g.initializer.remove(t)
+        g.initializer.append(half)
+        g.node.insert(0, onnx.helper.make_node("Cast", [half.name], [name], to=onnx.TensorProto.FLOAT,
+                                               name=f"{name}_to_fp32"))
+        converted += 1
+    return converted
+
+
+def export_onnx(model: nn.Module, path: Path, image_size: int, opset: int = 17, bank_fp16: bool = False) -> None:
     if opset < 17:
         raise ConfigError(f"--opset must be >= 17 (docs/model-format.md), got {opset}")
     wrapper = FramesModel(model.cpu().eval()).eval()
@@ -75,6 +99,8 @@ def export_onnx(model: ETSTPM, path: Path, image_size: int, opset: int = 17) -> 
             for d, v in zip(list(dims)[1:], (1, image_size, image_size)):
                 d.Clear()
                 d.dim_value = v
+    if bank_fp16 and bank_to_float16(proto) == 0:
+        raise ConfigError("--bank-fp16: the model has no memory bank (only --method membank runs have one)")
     onnx.save(proto, str(path))
     onnx.checker.check_model(str(path), full_check=True)
 
@@ -91,8 +117,15 @@ def _load_metrics(run_dir: Path, metrics_path: str | None) -> dict | None:
         raise RunError(f"{p}: invalid JSON ({e})") from e
 
 
+def _membank_manifest(meta: dict, bank_fp16: bool) -> dict:
+    mb = meta.get("membank") or {}
+    return {"bank_size": mb.get("bank_size"), "dim": mb.get("dim"), "layers": mb.get("layers"),
+            "aggregate": mb.get("aggregate"), "sigma": mb.get("sigma"), "coreset_ratio": mb.get("coreset_ratio"),
+            "patches": mb.get("patches"), "bank_dtype": "float16" if bank_fp16 else "float32"}
+
+
 def export_run(run_dir: str | Path, out_dir: str | Path, metrics_path: str | None = None, name: str | None = None,
-               opset: int = 17, allow_uncalibrated: bool = False) -> dict:
+               opset: int = 17, allow_uncalibrated: bool = False, bank_fp16: bool = False) -> dict:
     """Write out_dir/model.onnx and out_dir/model.json; returns the manifest."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     model, meta = load_run(run_dir, "cpu")
@@ -104,7 +137,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, metrics_path: str | Non
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "model.onnx"
     tmp = out_dir / ".model.onnx.tmp"
-    export_onnx(model, tmp, size, opset)
+    method = run_method(meta)
+    export_onnx(model, tmp, size, opset, bank_fp16=bank_fp16)
     tmp.replace(onnx_path)
     digest = sha256_file(onnx_path)
     created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -112,7 +146,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, metrics_path: str | Non
     categories = [meta["category"]]
     manifest = {
         "format": MODEL_FORMAT,
-        "name": name or f"{meta['category']}-etstpm",
+        "name": name or f"{meta['category']}-{'etstpm' if method == 'stpm' else method}",
         "version": f"{created}-{digest[:8]}",
         "created": created,
         "input": {"name": INPUT_NAME, "layout": "NHWC", "dtype": "uint8", "color": "RGB", "height": size,
@@ -121,6 +155,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, metrics_path: str | Non
         "onnx": {"file": "model.onnx", "sha256": digest, "opset": opset},
         "threshold": cal["threshold"] if cal else None,
         "normalization": cal["normalization"] if cal else None,
+        "method": method,
         "training": {
             "categories": categories,
             "data": meta["data"],
@@ -134,6 +169,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, metrics_path: str | Non
             "wall_time_s": meta.get("wall_time_s"),
             "etstpm_version": __version__,
         },
+        **({"membank": _membank_manifest(meta, bank_fp16)} if method == "membank" else {}),
         "metrics": metrics,
     }
     (out_dir / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -38,36 +38,39 @@ def _display_image(x: torch.Tensor) -> np.ndarray:
 def anomaly_map_figure(path: str | Path, model, dataset, indices: list[int], scores: np.ndarray,
                        device: torch.device, threshold: float | None = None,
                        final_range: tuple[float, float] | None = None) -> None:
-    """One row per image: image | level 1..3 maps | final map | image with ground-truth outline.
+    """One row per image: image | the model's intermediate maps | final map | image with ground-truth outline.
 
-    Each column shares one colour scale across rows (so rows compare); the final map uses `final_range`
+    The intermediate maps are the model's `named_maps` (STPM: one per pyramid level; memory bank: the unsmoothed
+    distance). Each column shares one colour scale across rows (so rows compare); the final map uses `final_range`
     (e.g. low/high percentiles of all test maps) and has a colour bar. With a calibrated threshold the predicted
     region (map >= threshold) is outlined too.
     """
     items = [dataset[i] for i in indices]
     x = torch.stack([it["image"] for it in items]).to(device)
-    levels = [m[:, 0].cpu().numpy() for m in model.level_maps(x)]
-    final = levels[0] * levels[1] * levels[2]
-    level_range = [(float(np.percentile(m, 0.5)), float(np.percentile(m, 99.5))) for m in levels]
+    named = [(t, m[:, 0].cpu().numpy()) for t, m in model.named_maps(x)]
+    inner, (final_title, final) = named[:-1], named[-1]
+    level_range = [(float(np.percentile(m, 0.5)), float(np.percentile(m, 99.5))) for _, m in inner]
     if final_range is None:
         final_range = (float(np.percentile(final, 0.5)), float(np.percentile(final, 99.5)))
-    titles = ["image", "layer1 map", "layer2 map", "layer3 map", "anomaly map (product)", "ground truth"]
+    titles = ["image", *[t for t, _ in inner], final_title, "ground truth"]
+    cols, last = len(titles), len(titles) - 1
     rows = len(items)
-    fig, axes = plt.subplots(rows, 6, figsize=(14, 2.3 * rows + 0.5), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(rows, cols, figsize=(2.33 * cols, 2.3 * rows + 0.5), squeeze=False,
+                             layout="constrained")
     for r, it in enumerate(items):
         img = _display_image(it["image"])
         mask = it["mask"][0].numpy() > 0.5
-        panels = [None, levels[0][r], levels[1][r], levels[2][r], final[r], None]
+        panels = [None, *[m[r] for _, m in inner], final[r], None]
         for c, ax in enumerate(axes[r]):
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
                 ax.imshow(img)
                 ax.set_ylabel(f"{it['defect']}\nscore {scores[indices[r]]:.3g}", fontsize=9)
-            elif c < 5:
-                lo, hi = level_range[c - 1] if c < 4 else final_range
+            elif c < last:
+                lo, hi = level_range[c - 1] if c < last - 1 else final_range
                 im = ax.imshow(panels[c], cmap="jet", vmin=lo, vmax=max(hi, lo + 1e-12))
-                if c == 4:
+                if c == last - 1:
                     cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
                     cb.ax.tick_params(labelsize=7)
             else:
@@ -107,7 +110,8 @@ def roc_figure(path: str | Path, curves: dict, result: dict) -> None:
         ax.set_title(f"{kind}-level ROC")
         ax.legend(loc="lower right", fontsize=9, title="AUROC")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{result['category']} - {result['finetune']} teacher, {result['epochs']} epochs, "
+    fig.suptitle(f"{result['category']} - {result.get('method', 'stpm')}, {result['finetune']} teacher, "
+                 f"{result['epochs']} epochs, "
                  f"{result['protocol']}", fontsize=11)
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -31,6 +31,14 @@ class ETSTPM(nn.Module):
         t, s = self.features(x)
         return self.anomaly_map.level_maps(t, s, (x.shape[-2], x.shape[-1]))
 
+    def named_maps(self, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """(title, [N,1,H,W] map) per pyramid level, then the final map (for figures)."""
+        levels = self.level_maps(x)
+        out = levels[0]
+        for m in levels[1:]:
+            out = out * m
+        return [(f"layer{i + 1} map", m) for i, m in enumerate(levels)] + [("anomaly map (product)", out)]
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         t, s = self.features(x)
         amap = self.anomaly_map(t, s, (x.shape[-2], x.shape[-1]))

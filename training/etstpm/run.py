@@ -4,6 +4,7 @@ RUN/run.json        metadata (config, protocol, wall times, per-epoch history, c
 RUN/teacher.pt      fine-tuned teacher pyramid (conv1..layer3 state_dict, torchvision key names)
 RUN/student.pt      final student pyramid (written when training finishes)
 RUN/checkpoint.pt   latest student epoch + optimizer + RNG state (for --resume)
+RUN/bank.pt         memory bank of normal patch features (method membank)
 RUN/train.log       human-readable log, one line per epoch
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from .backbone import FeatureExtractor
 from .model import ETSTPM
@@ -24,6 +26,8 @@ META = "run.json"
 TEACHER = "teacher.pt"
 STUDENT = "student.pt"
 CHECKPOINT = "checkpoint.pt"
+BANK = "bank.pt"
+METHODS = ("stpm", "membank")
 LOG = "train.log"
 
 
@@ -77,13 +81,38 @@ def load_pyramid(path: Path, device: str | torch.device = "cpu") -> FeatureExtra
     return fe.to(device)
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[ETSTPM, dict]:
-    """(ETSTPM in eval mode on `device`, meta dict) from a finished run folder."""
+def run_method(meta: dict) -> str:
+    """The run's detection method; runs written before methods existed are STPM runs."""
+    return meta.get("method", "stpm")
+
+
+def load_bank(run_dir: Path, teacher: FeatureExtractor) -> nn.Module:
+    from .membank import MemoryBankModel  # late: membank imports backbone only, but keeps this module light
+
+    path = run_dir / BANK
+    if not path.is_file():
+        raise RunError(f"missing {BANK} in {run_dir} (memory bank not fitted? continue with --resume)")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    return MemoryBankModel(teacher, saved["bank"], layers=tuple(saved["layers"]), aggregate=int(saved["aggregate"]),
+                           sigma=float(saved["sigma"]))
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """(detector in eval mode on `device`, meta dict) from a finished run folder.
+
+    Every detector has forward(x normalised [N,3,H,W]) -> (anomaly_map [N,1,H,W], score [N]).
+    """
     run_dir = Path(run_dir)
     meta = read_meta(run_dir)
+    method = run_method(meta)
+    if method not in METHODS:
+        raise RunError(f"{run_dir / META}: unknown method {method!r} (this toolkit knows {', '.join(METHODS)})")
     teacher = load_pyramid(run_dir / TEACHER, device)
-    student = load_pyramid(run_dir / STUDENT, device)
-    model = ETSTPM(teacher, student).to(device).eval()
+    if method == "membank":
+        model = load_bank(run_dir, teacher)
+    else:
+        model = ETSTPM(teacher, load_pyramid(run_dir / STUDENT, device))
+    model = model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return model, meta

@@ -3,6 +3,7 @@ reproduce the frozen teacher's layer1..layer3 features on normal images."""
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ class StudentConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     num_workers: int = 0
+    # Departure from the paper's constant rate (docs/training.md): "cosine" decays the rate to 0 over the run, so the
+    # last epoch's student is a converged one rather than one snapshot of a still-jumping trajectory.
+    schedule: str = "cosine"
     # Keep the frozen teacher's features of every training image after the first epoch (no augmentation, so they
     # never change): saves the teacher forward pass, about a quarter of each later epoch. None = when they fit in
     # TEACHER_CACHE_LIMIT bytes.
@@ -58,6 +62,19 @@ class TeacherFeatureCache:
         for j, i in enumerate(idx):
             self._feats[i] = [f[j].clone() for f in feats]
         return feats
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def lr_at(cfg: StudentConfig, step: int, total: int) -> float:
+    """Learning rate for optimisation step `step` of `total` (a pure function of the step, so --resume needs no
+    scheduler state; a resume that raises --epochs stretches the remaining decay)."""
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "cosine":
+        return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    raise ValueError(f"unknown learning-rate schedule {cfg.schedule!r} (choose from {', '.join(SCHEDULES)})")
 
 
 def make_optimizer(model: ETSTPM, cfg: StudentConfig) -> torch.optim.SGD:
@@ -121,7 +138,10 @@ def train_student(
             model.train()  # student BN trains normally; ETSTPM.train keeps the teacher in eval mode
             t0 = time.perf_counter()
             loss_sum, n = 0.0, 0
-            for batch in loader:
+            for step, batch in enumerate(loader, start=epoch * steps):
+                lr = lr_at(cfg, step, cfg.epochs * steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
                 x = batch["image"].to(device, non_blocking=True)
                 if cache is not None:
                     t_feats, s_feats = cache(model, x, batch["index"]), model.student(x)
@@ -135,7 +155,7 @@ def train_student(
                 n += len(x)
                 bar.update(1)
                 bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss.item():.4f}")
-            rec = {"epoch": epoch + 1, "loss": loss_sum / n, "wall_s": round(time.perf_counter() - t0, 3)}
+            rec = {"epoch": epoch + 1, "loss": loss_sum / n, "lr_last": lr, "wall_s": round(time.perf_counter() - t0, 3)}
             history.append(rec)
             save_torch({"epoch": epoch + 1, "student": model.student.state_dict(),
                         "optimizer": optimizer.state_dict(), "generator": generator.get_state(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,12 +15,19 @@ from . import __version__, data
 from .backbone import FeatureExtractor
 from .errors import ConfigError
 from .finetune import PROTOCOL_LEAKAGE_FREE, PROTOCOL_PAPER, FinetuneConfig, build_task, finetune, resolve_mode
+from .membank import MembankConfig, fit_bank
 from .model import ETSTPM
-from .run import CHECKPOINT, LOG, RUN_FORMAT, STUDENT, TEACHER, RunError, read_meta, save_torch, write_meta
+from .run import (BANK, CHECKPOINT, LOG, METHODS, RUN_FORMAT, STUDENT, TEACHER, RunError, read_meta, save_torch,
+                  write_meta)
 from .student import StudentConfig, train_student
 from .weights import load_resnet18
 
 log = logging.getLogger("etstpm")
+
+
+# What `etstpm train` fits without --method: the memory bank (docs/training.md, "Choosing a method", has the
+# benchmark behind this choice).
+DEFAULT_METHOD = "membank"
 
 
 @dataclass
@@ -29,12 +36,14 @@ class TrainConfig:
     category: str
     weights: str
     out: str
+    method: str = DEFAULT_METHOD  # stpm (student distillation) | membank (nearest-neighbour memory bank)
     image_size: int = 256
     seed: int = 0
     device: str = "auto"
     holdout: float = 0.1  # fraction of train/good kept out of training, for calibration
     max_train_images: int | None = None  # cap for quick checks; None = all
     student: StudentConfig = field(default_factory=StudentConfig)
+    membank: MembankConfig = field(default_factory=MembankConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     resume: bool = False
     calibrate: bool = True
@@ -72,13 +81,15 @@ def _now() -> str:
 
 
 # Settings a resumed run must share with the original (anything else would silently mix two trainings).
-_RESUME_KEYS = ("data", "category", "image_size", "seed", "holdout", "max_train_images")
+_RESUME_KEYS = ("method", "data", "category", "image_size", "seed", "holdout", "max_train_images")
 
 
 def train(cfg: TrainConfig) -> Path:
     """Run the whole pipeline; returns the run folder. Safe to interrupt: `resume=True` continues."""
     run_dir = Path(cfg.out)
     device = resolve_device(cfg.device)
+    if cfg.method not in METHODS:
+        raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {cfg.method!r}")
     if cfg.image_size < 32:
         raise ConfigError(f"--image-size must be at least 32, got {cfg.image_size}")
     if not 0.0 <= cfg.holdout < 1.0:
@@ -103,18 +114,20 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device) -> Path:
     if cfg.resume:
         meta = read_meta(run_dir)
         for k in _RESUME_KEYS:
-            given, stored = getattr(cfg, k), meta["config"][k]
+            given, stored = getattr(cfg, k), meta["config"].get(k, "stpm" if k == "method" else None)
             if not (data.same_folder(given, stored) if k == "data" else given == stored):
                 raise RunError(f"--resume: {k} differs from the run's ({given!r} vs {stored!r})")
         # A longer --epochs extends the run; the student hyper-parameters are the run's.
         meta["epochs"] = cfg.student.epochs
         meta["config"]["student"]["epochs"] = cfg.student.epochs
-        meta["status"] = "student"
+        meta["status"] = "student" if cfg.method == "stpm" else "membank"
         log.info("resuming %s (epochs -> %d)", run_dir, cfg.student.epochs)
     else:
         meta = {"format": RUN_FORMAT, "etstpm_version": __version__, "torch_version": torch.__version__,
-                "created": _now(), "status": "started", "category": cfg.category, "data": cfg.data,
-                "image_size": cfg.image_size, "epochs": cfg.student.epochs, "seed": cfg.seed,
+                "created": _now(), "status": "started", "method": cfg.method, "category": cfg.category,
+                "data": cfg.data,
+                "image_size": cfg.image_size, "epochs": cfg.student.epochs if cfg.method == "stpm" else 0,
+                "seed": cfg.seed,
                 "device": str(device), "config": _config_dict(cfg), "calibration": None}
 
     # Data: train/good minus the calibration hold-out (the hold-out never trains anything).
@@ -135,10 +148,49 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device) -> Path:
     else:
         teacher = _make_teacher(cfg, meta, train_part, device)
         save_torch(teacher.state_dict(), run_dir / TEACHER)
-        meta["status"] = "student"
+        meta["status"] = "student" if cfg.method == "stpm" else "membank"
         write_meta(run_dir, meta)
 
-    # Student.
+    if cfg.method == "membank":
+        _fit_membank(cfg, run_dir, meta, teacher, train_part, device)
+    else:
+        _train_student(cfg, run_dir, meta, teacher, train_part, device)
+    meta["status"] = "trained"
+    meta["finished"] = _now()
+    write_meta(run_dir, meta)
+
+    if cfg.calibrate and holdout:
+        from .calibrate import calibrate_run  # late import: calibrate imports run/train helpers
+
+        calibrate_run(run_dir, frr=cfg.frr, device=str(device), show_progress=cfg.progress)
+    elif cfg.calibrate:
+        log.warning("no hold-out images (--holdout 0): run not calibrated; run `etstpm calibrate` with a labelled set")
+    return run_dir
+
+
+def _fit_membank(cfg: TrainConfig, run_dir: Path, meta: dict, teacher: FeatureExtractor,
+                 train_part: list[data.Sample], device: torch.device) -> None:
+    """Memory bank of the training images' patch features (no training; a --resume simply refits it)."""
+    seed_everything(cfg.seed)
+    ds = data.AnomalyDataset(cfg.data, cfg.category, "train", cfg.image_size, samples=train_part)
+    t0 = time.perf_counter()
+    bank, info = fit_bank(teacher, ds, cfg.membank, device, cfg.seed, show_progress=cfg.progress)
+    mb = cfg.membank
+    save_torch({"bank": bank, "layers": list(mb.layers), "aggregate": mb.aggregate, "sigma": mb.sigma}, run_dir / BANK)
+    meta["membank"] = info | {"layers": list(mb.layers), "aggregate": mb.aggregate, "sigma": mb.sigma,
+                              "coreset_ratio": mb.coreset_ratio, "coreset_min": mb.coreset_min,
+                              "proj_dim": mb.proj_dim}
+    meta.setdefault("wall_time_s", {})["membank"] = round(time.perf_counter() - t0, 3)
+    meta["epochs_done"] = 0
+    msg = (f"memory bank: {info['bank_size']} of {info['patches']} patches, dim {info['dim']} "
+           f"(features {info['features_s']:.1f} s, coreset {info['coreset_s']:.1f} s)")
+    log.info(msg)
+    if cfg.progress:
+        print(msg)
+
+
+def _train_student(cfg: TrainConfig, run_dir: Path, meta: dict, teacher: FeatureExtractor,
+                   train_part: list[data.Sample], device: torch.device) -> None:
     seed_everything(cfg.seed)
     student = FeatureExtractor().to(device)  # torchvision's default (random) initialisation
     model = ETSTPM(teacher, student).to(device)
@@ -165,31 +217,24 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device) -> Path:
     meta["wall_time_s"]["student_per_epoch_mean"] = round(sum(walls) / len(walls), 3) if walls else None
     meta["wall_time_s"]["student_this_session"] = round(time.perf_counter() - t0, 3)
     save_torch(model.student.state_dict(), run_dir / STUDENT)
-    meta["status"] = "trained"
-    meta["finished"] = _now()
-    write_meta(run_dir, meta)
-
-    if cfg.calibrate and holdout:
-        from .calibrate import calibrate_run  # late import: calibrate imports run/train helpers
-
-        calibrate_run(run_dir, frr=cfg.frr, device=str(device), show_progress=cfg.progress)
-    elif cfg.calibrate:
-        log.warning("no hold-out images (--holdout 0): run not calibrated; run `etstpm calibrate` with a labelled set")
-    return run_dir
 
 
 def _make_teacher(cfg: TrainConfig, meta: dict, train_part: list[data.Sample], device: torch.device) -> FeatureExtractor:
     resnet, winfo = load_resnet18(cfg.weights)
     meta["weights"] = winfo | {"given": cfg.weights}
     teacher = FeatureExtractor(resnet).to(device)
-    mode, pairs = resolve_mode(cfg.finetune, cfg.data, cfg.category)
+    ft = cfg.finetune
+    if cfg.method == "membank" and ft.mode == "auto":
+        # The memory bank keeps the ImageNet teacher unless asked: docs/results.md ("The ET question") measured it.
+        ft = replace(ft, mode="none")
+    mode, pairs = resolve_mode(ft, cfg.data, cfg.category)
     meta["finetune"] = mode
     meta["protocol"] = PROTOCOL_PAPER if cfg.finetune.paper_protocol else PROTOCOL_LEAKAGE_FREE
     meta.setdefault("wall_time_s", {})
     if mode == "none":
         meta["finetune_details"] = {"task": "none"}
         meta["wall_time_s"]["finetune"] = 0.0
-        log.info("teacher: ImageNet weights as is (plain STPM)")
+        log.info("teacher: ImageNet weights as is (no fine-tuning)")
         return teacher
     dataset, classes, desc = build_task(cfg.finetune, mode, pairs, train_part, cfg.image_size)
     log.info("teacher fine-tuning: %s, %d images, classes %s", mode, len(dataset), classes)

@@ -51,7 +51,8 @@ def tiny_run(tmp_path_factory, weights_file: Path, grid_root: Path) -> tuple[Pat
 
     run_dir = tmp_path_factory.mktemp("tiny") / "run"
     rc = main(["train", "--data", str(grid_root), "--category", "grid", "--weights", str(weights_file),
-               "--out", str(run_dir), "--epochs", "1", "--image-size", str(TINY_SIZE), "--no-progress"])
+               "--out", str(run_dir), "--method", "stpm", "--epochs", "1", "--image-size", str(TINY_SIZE),
+               "--no-progress"])
     assert rc == 0
     return run_dir, grid_root, "grid"
 

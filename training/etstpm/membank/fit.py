@@ -1,0 +1,76 @@
+"""Fitting a memory bank: patch features of every normal training image, then a greedy coreset of them."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..backbone import FeatureExtractor
+from .coreset import greedy_coreset
+from .features import PatchFeatures
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MembankConfig:
+    layers: tuple[str, ...] = ("layer2", "layer3")
+    aggregate: int = 3  # local neighbourhood (odd window) averaged around each patch
+    coreset_ratio: float = 0.01  # share of all training patches kept in the bank (PatchCore's 1 %)
+    coreset_min: int = 2048  # floor on the bank size, so a small training set keeps enough patches
+    proj_dim: int = 128  # random projection used only to select the coreset (PatchCore)
+    sigma: float = 4.0  # Gaussian smoothing of the upsampled map (PatchCore / anomalib)
+    batch_size: int = 16
+
+    def validate(self) -> None:
+        if not 0.0 < self.coreset_ratio <= 1.0:
+            raise ValueError(f"coreset ratio must be in (0, 1], got {self.coreset_ratio}")
+        if self.coreset_min < 1:
+            raise ValueError(f"coreset floor must be >= 1, got {self.coreset_min}")
+        if self.sigma < 0:
+            raise ValueError(f"smoothing sigma must be >= 0, got {self.sigma}")
+        PatchFeatures(self.layers, self.aggregate)  # raises on a bad layer name or window
+
+
+def bank_size(n_patches: int, cfg: MembankConfig) -> int:
+    return min(n_patches, max(cfg.coreset_min, int(round(cfg.coreset_ratio * n_patches))))
+
+
+@torch.no_grad()
+def extract_patches(teacher: FeatureExtractor, dataset: Dataset, cfg: MembankConfig, device: torch.device,
+                    show_progress: bool = True) -> torch.Tensor:
+    """[N_images * h * w, C] patch features of every image in `dataset` (CPU float32)."""
+    patches = PatchFeatures(cfg.layers, cfg.aggregate)
+    teacher.eval()
+    out = []
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=0)
+    for batch in tqdm(loader, desc="membank features", unit="batch", disable=not show_progress, dynamic_ncols=True):
+        f = patches(teacher(batch["image"].to(device)))
+        out.append(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]).float().cpu())
+    return torch.cat(out)
+
+
+def fit_bank(teacher: FeatureExtractor, dataset: Dataset, cfg: MembankConfig, device: torch.device, seed: int,
+             show_progress: bool = True) -> tuple[torch.Tensor, dict]:
+    """(bank [M, C], info) for the normal images of `dataset`."""
+    cfg.validate()
+    t0 = time.perf_counter()
+    feats = extract_patches(teacher, dataset, cfg, device, show_progress)
+    t_feat = time.perf_counter() - t0
+    m = bank_size(feats.shape[0], cfg)
+    t1 = time.perf_counter()
+    with tqdm(total=m, desc="coreset", unit="pick", disable=not show_progress, dynamic_ncols=True) as bar:
+        def tick(k: int) -> None:
+            bar.update(k - bar.n)
+        idx = greedy_coreset(feats.to(device), m, cfg.proj_dim, seed, progress=tick)
+        bar.update(m - bar.n)
+    bank = feats[idx.cpu()].clone()
+    info = {"patches": int(feats.shape[0]), "bank_size": m, "dim": int(feats.shape[1]),
+            "features_s": round(t_feat, 3), "coreset_s": round(time.perf_counter() - t1, 3)}
+    log.info("memory bank: %d of %d patches (dim %d); features %.1f s, coreset %.1f s", m, feats.shape[0],
+             feats.shape[1], info["features_s"], info["coreset_s"])
+    return bank, info

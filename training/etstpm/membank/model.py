@@ -1,0 +1,96 @@
+"""Memory-bank detector: teacher pyramid -> patch features -> distance to the nearest bank entry -> map and score.
+
+The nearest-neighbour step is written as matrix products (||f||^2 - 2 f.B^T + ||B||^2, then a minimum over the bank,
+in chunks of the bank), so it exports to ONNX as MatMul + ReduceMin and runs as one GEMM per chunk in onnxruntime.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..backbone import FeatureExtractor, freeze
+from .features import PatchFeatures
+
+BANK_CHUNK = 4096  # bank rows per distance block: bounds the [N, h*w, chunk] intermediate (64 MiB at batch 4)
+
+
+def gaussian_kernel1d(sigma: float) -> torch.Tensor:
+    """Normalised 1-D Gaussian, radius 4 sigma (anomalib's PatchCore uses sigma 4 -> 33 taps)."""
+    radius = int(4.0 * sigma + 0.5)
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return k / k.sum()
+
+
+class GaussianBlur(nn.Module):
+    """Separable Gaussian smoothing of [N, 1, H, W] maps with reflect padding (two Conv nodes in ONNX)."""
+
+    def __init__(self, sigma: float) -> None:
+        super().__init__()
+        self.sigma = float(sigma)
+        k = gaussian_kernel1d(sigma) if sigma > 0 else torch.ones(1)
+        self.register_buffer("kx", k.view(1, 1, 1, -1), persistent=False)
+        self.register_buffer("ky", k.view(1, 1, -1, 1), persistent=False)
+        self.radius = (k.numel() - 1) // 2
+
+    def forward(self, m: torch.Tensor) -> torch.Tensor:
+        if self.radius == 0:
+            return m
+        r = self.radius
+        m = F.conv2d(F.pad(m, (r, r, 0, 0), mode="reflect"), self.kx)
+        return F.conv2d(F.pad(m, (0, 0, r, r), mode="reflect"), self.ky)
+
+
+class MemoryBankModel(nn.Module):
+    """forward(x normalised [N,3,H,W]) -> (anomaly_map [N,1,H,W] = smoothed nearest-bank distance, score [N] = max)."""
+
+    def __init__(self, teacher: FeatureExtractor, bank: torch.Tensor, layers: tuple[str, ...] = ("layer2", "layer3"),
+                 aggregate: int = 3, sigma: float = 4.0) -> None:
+        super().__init__()
+        self.teacher = freeze(teacher)
+        self.patches = PatchFeatures(layers, aggregate)
+        if bank.ndim != 2 or bank.shape[1] != self.patches.dim:
+            raise ValueError(f"bank must be [M, {self.patches.dim}] for layers {layers}, got {list(bank.shape)}")
+        self.register_buffer("bank", bank.float().contiguous())
+        self.register_buffer("bank_sq", (self.bank * self.bank).sum(1))
+        self.blur = GaussianBlur(sigma)
+
+    def train(self, mode: bool = True) -> "MemoryBankModel":
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch features [N, C, h, w] of normalised images."""
+        return self.patches(self.teacher(x))
+
+    def patch_distances(self, f: torch.Tensor) -> torch.Tensor:
+        """[N, C, h, w] patch features -> [N, 1, h, w] Euclidean distance to the nearest bank entry."""
+        n, c, h, w = f.shape
+        q = f.flatten(2).transpose(1, 2)  # [N, hw, C]
+        q_sq = (q * q).sum(-1)  # [N, hw]
+        best = None
+        for s in range(0, self.bank.shape[0], BANK_CHUNK):
+            b = self.bank[s:s + BANK_CHUNK]
+            d = self.bank_sq[s:s + BANK_CHUNK] - 2.0 * torch.matmul(q, b.t())  # [N, hw, chunk]
+            m = d.amin(dim=-1)
+            best = m if best is None else torch.minimum(best, m)
+        d2 = (best + q_sq).clamp_min(0.0)
+        return d2.sqrt().view(n, 1, h, w)
+
+    def _maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(upsampled nearest-bank distance, smoothed anomaly map), both [N, 1, H, W]."""
+        with torch.no_grad():
+            dist = self.patch_distances(self.embed(x))
+        up = F.interpolate(dist, size=(x.shape[-2], x.shape[-1]), mode="bilinear", align_corners=False)
+        return up, self.blur(up)
+
+    def named_maps(self, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """(title, map) pairs for figures: the raw distance, then the final (smoothed) map."""
+        up, amap = self._maps(x)
+        return [("nearest-bank distance", up), ("anomaly map (smoothed)", amap)]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        amap = self._maps(x)[1]
+        return amap, amap.flatten(1).amax(dim=1)
