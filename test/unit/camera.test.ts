@@ -7,6 +7,7 @@ import sharp from 'sharp';
 import { CameraConfig } from '../../src/config/types';
 import { Backoff } from '../../src/sources/backoff';
 import { Camera, CameraState, IngestOptions } from '../../src/sources/camera';
+import { ChangeDetector } from '../../src/sources/frame-change';
 import { silentLog, until } from './helpers';
 
 const ingest: IngestOptions = {
@@ -14,6 +15,7 @@ const ingest: IngestOptions = {
   connectTimeoutMs: 4000,
   reconnectMinMs: 100,
   reconnectMaxMs: 400,
+  frozenTimeoutMs: 0,
   ffmpegPath: 'ffmpeg',
   gstLaunchPath: 'gst-launch-1.0',
 };
@@ -26,6 +28,25 @@ describe('Backoff', () => {
     assert.deepEqual([1, 2, 3, 4, 5, 6, 7, 8].map(() => b.next()), [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
     b.reset();
     assert.equal(b.next(), 500);
+  });
+});
+
+describe('ChangeDetector', () => {
+  it('a frame equal to the previous distinct one is a repeat; the clock runs from the last change', () => {
+    const c = new ChangeDetector();
+    const a = Buffer.alloc(12, 1);
+    const b = Buffer.alloc(12, 1);
+    b[11] = 2; // differs in the last byte only
+    assert.equal(c.unchangedFor(100), 0);
+    assert.equal(c.check(a, 100), true);
+    assert.equal(c.check(Buffer.from(a), 200), false);
+    assert.equal(c.check(Buffer.from(a), 300), false);
+    assert.equal(c.streak, 2);
+    assert.equal(c.unchangedFor(350), 250);
+    assert.equal(c.check(b, 400), true);
+    assert.equal(c.streak, 0);
+    assert.equal(c.unchangedFor(450), 50);
+    assert.equal(c.check(a, 500), true, 'back to an older image is a change');
   });
 });
 
