@@ -156,7 +156,7 @@ export class Camera extends EventEmitter<CameraEvents> {
         if (isProblem(line.level)) {
           this.lastStderr = line.text;
           this.logDecoderLine(cmd.command, line.text);
-        } else if (line.level === 'info') {
+        } else if (line.level === 'info' || line.level === 'verbose') {
           const f = formats.feed(line.text);
           if (f) this.onSourceFormat(f);
         }

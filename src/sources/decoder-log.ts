@@ -1,8 +1,9 @@
 /**
- * Reads the decoder's stderr: ffmpeg started with `-loglevel level+info` prefixes each line with its level
- * ("[rtsp @ 0x55..] [error] Connection refused"). Warnings and errors go to the log as before; info lines are not
- * logged, except the input stream's description, from which the source format (codec, size) is taken so that a
- * camera that comes back with another resolution or codec is logged.
+ * Reads the decoder's stderr: ffmpeg started with `-loglevel level+verbose` prefixes each line with its level
+ * ("[rtsp @ 0x55..] [error] Connection refused"). Warnings and errors go to the log as before; info and verbose
+ * lines are not logged, except what gives the source format (codec, size): the input stream's description at start,
+ * and the filter graph's input line, which ffmpeg prints again whenever the decoded size changes mid-stream. So a
+ * camera that comes back (or carries on) with another resolution or codec is logged.
  */
 
 export type DecoderLevel = 'panic' | 'fatal' | 'error' | 'warning' | 'info' | 'verbose' | 'debug' | 'trace';
@@ -45,15 +46,19 @@ export function formatText(f: SourceFormat): string {
 export class InputFormatReader {
   private section: 'none' | 'input' | 'output' = 'none';
   private found = false;
+  private codec = 'video';
 
-  /** Returns the input format once, on the line that describes it. */
+  /** Returns a format on the lines that describe one: the input stream once, then every filter graph (re)start. */
   feed(text: string): SourceFormat | null {
+    const g = /^\[graph \d+ input from stream \d+:\d+ @ 0x[0-9a-f]+\] w:(\d+) h:(\d+) /.exec(text);
+    if (g) return { codec: this.codec, width: Number(g[1]), height: Number(g[2]) };
     if (/^Input #0\b/.test(text)) this.section = 'input';
     else if (/^Output #\d+\b/.test(text) || /^Stream mapping:/.test(text)) this.section = 'output';
     if (this.found || this.section !== 'input') return null;
     const m = /^\s*Stream #0:\d+.*?: Video: ([A-Za-z0-9_]+).*?, (\d{1,5})x(\d{1,5})\b/.exec(text);
     if (!m) return null;
     this.found = true;
+    this.codec = m[1];
     return { codec: m[1], width: Number(m[2]), height: Number(m[3]) };
   }
 }

@@ -58,12 +58,13 @@ export function filterChain(roi: Roi | null, size: FrameSize, fps: number): stri
 }
 
 /**
- * ffmpeg's log level: `level+info` prefixes every line with its level, so the camera can log warnings and errors
- * as before and read the input stream description (codec, size: an info line) without logging the rest. ffmpeg
- * before 4.4 is not known to have the `level` flag: warnings only there.
+ * ffmpeg's log level: `level+verbose` prefixes every line with its level, so the camera can log warnings and errors
+ * as before and read the source format (the input stream description, an info line, and the filter graph's input
+ * size, a verbose line printed again when the size changes mid-stream) without logging the rest. ffmpeg before
+ * 4.4 is not known to have the `level` flag: warnings only there.
  */
 export function ffmpegLogLevel(v: FfmpegVersion | null | undefined): string {
-  return v && (v.major < 4 || (v.major === 4 && v.minor < 4)) ? 'warning' : 'level+info';
+  return v && (v.major < 4 || (v.major === 4 && v.minor < 4)) ? 'warning' : 'level+verbose';
 }
 
 const OUTPUT = (filters: string, t: IngestTimeouts): string[] => [

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -8,7 +9,7 @@ import { CameraConfig } from '../../src/config/types';
 import { Backoff } from '../../src/sources/backoff';
 import { Camera, CameraState, IngestOptions } from '../../src/sources/camera';
 import { ChangeDetector } from '../../src/sources/frame-change';
-import { silentLog, until } from './helpers';
+import { captureLog, silentLog, until } from './helpers';
 
 const ingest: IngestOptions = {
   stallTimeoutMs: 2000,
@@ -137,6 +138,32 @@ describe('Camera (real ffmpeg)', () => {
     } catch {
       /* already gone */
     }
+  });
+
+  it('a stream whose size changes mid-stream keeps delivering model-size frames, and the change is logged', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'etstpm-resize-'));
+    // One H.264 elementary stream: 320x240 for 1 s, then 640x480 (new SPS in band), as a camera reconfigured live.
+    const parts = ['320x240', '640x480'].map((s, i) => {
+      const f = join(dir, `${i}.h264`);
+      const r = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', `testsrc2=size=${s}:rate=10:duration=1`,
+        '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-f', 'h264', '-y', f]);
+      assert.equal(r.status, 0, String(r.stderr));
+      return readFileSync(f);
+    });
+    const file = join(dir, 'both.h264');
+    writeFileSync(file, Buffer.concat(parts));
+    const cap = captureLog('info');
+    const cam = new Camera(cfg({ url: file }), { width: 16, height: 16 }, ingest, cap.log);
+    let n = 0;
+    cam.on('frame', (f) => {
+      assert.equal(f.length, 16 * 16 * 3);
+      n++;
+    });
+    cam.start();
+    await until(() => cap.messages().some((m) => m.includes('source stream changed from h264 320x240 to h264 640x480')), 15000, 'the change logged');
+    await until(() => n >= 15, 15000, 'frames after the change');
+    await cam.stop();
+    assert.ok(cap.messages().includes('camera c: source stream h264 320x240'), cap.messages().join('\n'));
   });
 
   it('a camera with an unusable URL fails alone without throwing', () => {

@@ -99,7 +99,7 @@ describe('decoder command lines', () => {
     assert.equal(fpsModeOption({ major: 5, minor: 1 }), '-fps_mode');
     assert.equal(fpsModeOption(null), '-fps_mode');
     assert.equal(ffmpegLogLevel({ major: 4, minor: 2 }), 'warning');
-    assert.equal(ffmpegLogLevel({ major: 5, minor: 1 }), 'level+info');
+    assert.equal(ffmpegLogLevel({ major: 5, minor: 1 }), 'level+verbose');
     const urls = ['rtsp://h/s', 'synthetic://?fps=5', '/nonexistent/line.mp4', tmpdir()];
     for (const version of [null, { major: 4, minor: 4 }, { major: 6, minor: 1 }]) {
       for (const url of urls) {
@@ -169,6 +169,9 @@ describe('decoder command lines', () => {
     ];
     const found = lines.map((l) => r.feed(l)).filter((f) => f !== null);
     assert.deepEqual(found, [{ codec: 'h264', width: 320, height: 320 }]);
+    // A size change mid-stream: ffmpeg reconfigures the filter graph and says so (verbose).
+    assert.deepEqual(r.feed('[graph 0 input from stream 0:0 @ 0x5601b81850c0] w:640 h:480 pixfmt:yuv420p tb:1/1200000 fr:10/1 sar:1/1'),
+      { codec: 'h264', width: 640, height: 480 });
     const raw = new InputFormatReader();
     raw.feed("Input #0, rtsp, from 'rtsp://h/cam':");
     assert.deepEqual(raw.feed('  Stream #0:0: Video: rawvideo (RGB[24] / 0x18424752), rgb24, 320x427, 5 tbr, 90k tbn'), { codec: 'rawvideo', width: 320, height: 427 });
