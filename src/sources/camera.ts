@@ -11,7 +11,7 @@ import { redactUrl } from '../config/load';
 import { CameraConfig } from '../config/types';
 import type { Logger } from '../log';
 import { Backoff } from './backoff';
-import { formatText, InputFormatReader, isProblem, parseDecoderLine, SourceFormat } from './decoder-log';
+import { DecoderLevel, formatText, InputFormatReader, isProblem, parseDecoderLine, SourceFormat } from './decoder-log';
 import { DecoderCommand, ffmpegCommand, FrameSize, jetsonGstCommand } from './ffmpeg-args';
 import { FrameReader } from './frame-reader';
 import { ffmpegVersion } from './ffmpeg-version';
@@ -150,8 +150,10 @@ export class Camera extends EventEmitter<CameraEvents> {
     });
     if (proc.stderr) {
       const formats = new InputFormatReader();
+      let previous: DecoderLevel = 'warning';
       createInterface({ input: proc.stderr }).on('line', (raw) => {
-        const line = parseDecoderLine(redactUrl(raw.trim()));
+        const line = parseDecoderLine(redactUrl(raw.trim()), previous);
+        previous = line.level;
         if (line.text.length === 0) return;
         if (isProblem(line.level)) {
           this.lastStderr = line.text;

@@ -9,7 +9,7 @@
 export type DecoderLevel = 'panic' | 'fatal' | 'error' | 'warning' | 'info' | 'verbose' | 'debug' | 'trace';
 
 export interface DecoderLine {
-  /** The line's level; lines without a level prefix (gst-launch, ffmpeg without the `level` flag) count as warnings. */
+  /** The line's level; a line without a level prefix gets `fallback` (see parseDecoderLine). */
   level: DecoderLevel;
   /** The line without the level prefix (context prefixes such as "[rtsp @ 0x..]" are kept). */
   text: string;
@@ -17,9 +17,14 @@ export interface DecoderLine {
 
 const LEVEL = /^((?:\[[^\]]* @ 0x[0-9a-f]+\] )*)\[(panic|fatal|error|warning|info|verbose|debug|trace)\] /i;
 
-export function parseDecoderLine(line: string): DecoderLine {
+/**
+ * `fallback`: the level of a line without a prefix. gst-launch and ffmpeg without the `level` flag never prefix (so
+ * warning); with the flag, an unprefixed line continues the previous message (ffmpeg prefixes only a message's first
+ * line: the SDP dump, for example), so the caller passes the previous line's level.
+ */
+export function parseDecoderLine(line: string, fallback: DecoderLevel = 'warning'): DecoderLine {
   const m = LEVEL.exec(line);
-  if (!m) return { level: 'warning', text: line };
+  if (!m) return { level: fallback, text: line };
   return { level: m[2].toLowerCase() as DecoderLevel, text: m[1] + line.slice(m[0].length) };
 }
 

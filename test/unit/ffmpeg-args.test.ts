@@ -158,6 +158,8 @@ describe('decoder command lines', () => {
     assert.deepEqual(parseDecoderLine('[rtsp @ 0x55c8a32fcb00] [error] Connection refused'), { level: 'error', text: '[rtsp @ 0x55c8a32fcb00] Connection refused' });
     assert.deepEqual(parseDecoderLine('[warning] More than 1000 frames duplicated'), { level: 'warning', text: 'More than 1000 frames duplicated' });
     assert.deepEqual(parseDecoderLine('ERROR: from element /GstPipeline'), { level: 'warning', text: 'ERROR: from element /GstPipeline' });
+    // ffmpeg prefixes only the first line of a message (e.g. the SDP dump): the rest continue it.
+    assert.deepEqual(parseDecoderLine('a=ssrc:768628652 cname:user276758314@host', 'verbose'), { level: 'verbose', text: 'a=ssrc:768628652 cname:user276758314@host' });
     const r = new InputFormatReader();
     const lines = [
       "Input #0, rtsp, from 'rtsp://127.0.0.1:8554/cam':",
