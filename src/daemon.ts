@@ -12,10 +12,8 @@ import { Pipeline } from './pipeline';
 import { EmbeddedBroker, startEmbeddedBroker } from './publish/broker';
 import { CameraStatusMessage } from './publish/messages';
 import { Publisher } from './publish/mqtt';
-import { Camera, CameraState } from './sources/camera';
+import { Camera, CAMERA_STATES } from './sources/camera';
 import { SystemdNotifier } from './systemd/notify';
-
-const CAMERA_STATES: CameraState[] = ['connecting', 'streaming', 'stalled', 'failed', 'stopped'];
 
 export interface DaemonDeps {
   env?: NodeJS.ProcessEnv;
@@ -79,6 +77,7 @@ export class Daemon {
     const cam = new Camera(cfg, { width: engine.manifest.width, height: engine.manifest.height }, this.config.ingest, this.log);
     this.cameras.set(cfg.id, cam);
     this.pipeline?.addCamera(cam);
+    cam.on('repeat', () => this.metrics.repeated.inc({ camera: cam.id }));
     cam.on('state', (state) => {
       for (const s of CAMERA_STATES) this.metrics.cameraState.set({ camera: cam.id, state: s }, s === state ? 1 : 0);
       this.metrics.cameraRestarts.set({ camera: cam.id }, cam.restarts);
@@ -127,6 +126,7 @@ export class Daemon {
       captured: c.captured,
       processed: c.processed,
       dropped: c.dropped,
+      repeated: cam.repeated,
       provider: this.engine?.provider ?? 'none',
       model: { name: m?.name ?? '', version: m?.version ?? '' },
       since: cam.since,
@@ -135,12 +135,20 @@ export class Daemon {
     return s;
   }
 
-  /** Frames really being processed: one scored within the stall timeout. */
+  /**
+   * Frames really being processed: one scored within the stall timeout, or a streaming camera sending repeats of
+   * an image (never scored) whose last changed frame the pipeline has already gone past.
+   */
   processingHealth(now = Date.now()): { ok: boolean; reason?: string } {
     const p = this.pipeline;
     if (!p) return { ok: false, reason: 'starting' };
+    const stall = this.config.ingest.stallTimeoutMs;
     const age = p.lastProcessedAt === 0 ? Infinity : now - p.lastProcessedAt;
-    if (age <= this.config.ingest.stallTimeoutMs) return { ok: true };
+    if (age <= stall) return { ok: true };
+    for (const c of this.cameras.values()) {
+      const repeating = c.state === 'streaming' && c.lastFrameAt > c.lastNewFrameAt && now - c.lastFrameAt <= stall;
+      if (repeating && c.lastNewFrameAt > 0 && p.lastProcessedAt >= c.lastNewFrameAt) return { ok: true };
+    }
     const cams = [...this.cameras.values()].map((c) => `${c.id}=${c.state}${c.error ? ` (${c.error})` : ''}`).join(', ');
     const since = p.lastProcessedAt === 0 ? 'no frame processed yet' : `no frame processed for ${Math.round(age)} ms`;
     return { ok: false, reason: `${since}; cameras: ${cams || 'none'}` };
@@ -157,7 +165,11 @@ export class Daemon {
     if (!this.ready) return { ok: false, reason: this.engine ? 'not ready: waiting for the MQTT broker' : 'not ready: loading model', ...base };
     if (!this.publisher?.connected) return { ok: false, reason: 'MQTT broker not connected', ...base };
     const p = this.processingHealth();
-    return p.ok ? { ok: true, ...base } : { ok: false, reason: p.reason, ...base };
+    if (!p.ok) return { ok: false, reason: p.reason, ...base };
+    // A frozen camera looks alive (its decoder delivers) but shows an old image: not healthy, even if others are.
+    const frozen = [...this.cameras.values()].filter((c) => c.state === 'frozen');
+    if (frozen.length > 0) return { ok: false, reason: `camera frozen: ${frozen.map((c) => `${c.id} (${c.error ?? 'image unchanged'})`).join(', ')}`, ...base };
+    return { ok: true, ...base };
   }
 
   summary(): string {

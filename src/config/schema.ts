@@ -176,7 +176,13 @@ export function buildSchema() {
       stallTimeoutMs: { doc: 'No frame for this long while streaming = stalled (restart source)', format: 'positive-int', default: 5000 },
       connectTimeoutMs: { doc: 'No first frame within this long = connection failed', format: 'positive-int', default: 10000 },
       reconnectMinMs: { doc: 'First reconnect delay', format: 'positive-int', default: 500 },
-      reconnectMaxMs: { doc: 'Largest reconnect delay (exponential backoff)', format: 'positive-int', default: 30000 },
+      // 2 s: a camera that returns streams again within ~3 s (delay + connect), one attempt per 2 s to one that stays down.
+      reconnectMaxMs: { doc: 'Largest reconnect delay (exponential backoff)', format: 'positive-int', default: 2000 },
+      frozenTimeoutMs: {
+        doc: 'RTSP image unchanged (byte-identical frames) this long = frozen, decoder restarted (0 = never)',
+        format: 'non-negative-int',
+        default: 30000,
+      },
       ffmpegPath: { doc: 'ffmpeg executable', format: 'non-empty-string', default: 'ffmpeg', env: 'ETSTPM_FFMPEG' },
       gstLaunchPath: { doc: 'gst-launch-1.0 executable (decoder "jetson-gst")', format: 'non-empty-string', default: 'gst-launch-1.0' },
     },

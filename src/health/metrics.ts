@@ -11,6 +11,12 @@ export class Metrics {
     labelNames: ['camera'],
     registers: [this.registry],
   });
+  readonly repeated = new Counter({
+    name: 'etstpm_frames_repeated_total',
+    help: 'RTSP frames byte-identical to the previous one (not scored; a frozen camera sends only these)',
+    labelNames: ['camera'],
+    registers: [this.registry],
+  });
   readonly verdicts = new Counter({ name: 'etstpm_verdicts_total', help: 'Verdicts per camera', labelNames: ['camera', 'verdict'], registers: [this.registry] });
   readonly cameraState = new Gauge({
     name: 'etstpm_camera_state',

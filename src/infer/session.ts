@@ -1,10 +1,11 @@
 /**
  * onnxruntime-node session for an etstpm-model/1 folder: sha256 check, execution providers in the configured order
- * with fallback, contract check, warm-up, batched runs.
+ * (only those the installed binding has) with fallback, contract check, warm-up, batched runs.
  */
 import * as ort from 'onnxruntime-node';
 import { Provider } from '../config/types';
 import type { Logger } from '../log';
+import { installedAvailability, type BackendInfo, type ProviderAvailability } from './available-providers';
 import { ModelError, ModelManifest, readManifest, verifyModelFile } from './manifest';
 import { FrameBatcher } from './tensor';
 import {
@@ -66,6 +67,20 @@ export type SessionFactory = (path: string, options: ort.InferenceSession.Sessio
 
 const defaultFactory: SessionFactory = (path, options) => ort.InferenceSession.create(path, options);
 
+export type AvailabilityCheck = (requested: readonly Provider[]) => ProviderAvailability;
+
+const defaultAvailability: AvailabilityCheck = (requested) =>
+  installedAvailability(requested, (ort as unknown as { listSupportedBackends?: () => BackendInfo[] }).listSupportedBackends);
+
+/**
+ * onnxruntime's own logger writes raw coloured lines to stderr (e.g. when a provider library cannot be loaded),
+ * outside the JSON log. Everything it would report below fatal also reaches the daemon as an exception or a
+ * result, which the daemon logs as JSON; so it is silenced (must happen before the first session is created).
+ */
+function quietOnnxruntime(): void {
+  if (ort.env.logLevel !== 'fatal') ort.env.logLevel = 'fatal';
+}
+
 export class InferenceEngine {
   readonly manifest: ModelManifest;
   readonly provider: Provider;
@@ -86,15 +101,29 @@ export class InferenceEngine {
   }
 
   /** Loads, verifies, picks a provider and warms up. Throws ModelError for anything that makes the model unusable. */
-  static async load(opts: InferenceOptions, log: Logger, factory: SessionFactory = defaultFactory): Promise<InferenceEngine> {
+  static async load(
+    opts: InferenceOptions,
+    log: Logger,
+    factory: SessionFactory = defaultFactory,
+    availability: AvailabilityCheck = defaultAvailability,
+  ): Promise<InferenceEngine> {
+    quietOnnxruntime();
     const manifest = readManifest(opts.modelDir);
     await verifyModelFile(manifest);
     log.info({ model: manifest.name, version: manifest.version, sha256: manifest.sha256 }, 'model checksum verified');
-    const trt = tensorrtConfig(manifest, opts, log);
+    const avail = availability(opts.providers);
+    for (const s of avail.skipped) log.info({ provider: s.provider }, `execution provider ${s.provider} skipped: ${s.reason}`);
+    if (avail.usable.length === 0) {
+      throw new ModelError(
+        `${manifest.onnxPath}: none of the configured execution providers (${opts.providers.join(', ')}) is available: ${avail.skipped.map((s) => `${s.provider}: ${s.reason}`).join('; ')}`,
+      );
+    }
+    const providers = avail.usable;
+    const trt = tensorrtConfig(manifest, { ...opts, providers }, log);
     let session: ort.InferenceSession | null = null;
     let provider: Provider | null = null;
-    const failures: string[] = [];
-    for (const attempt of providerAttempts(opts.providers)) {
+    const failures: string[] = avail.skipped.map((s) => `${s.provider}: ${s.reason}`);
+    for (const attempt of providerAttempts(providers)) {
       if (attempt[0] === 'tensorrt' && trt === null) {
         // Already explained by the TensorRT notes above; the log still names what is tried next.
         log.warn({ provider: 'tensorrt' }, `execution provider tensorrt not used, falling back to ${attempt[1] ?? 'nothing'}`);
@@ -106,7 +135,7 @@ export class InferenceEngine {
         session = await factory(manifest.onnxPath, {
           executionProviders: entries as ort.InferenceSession.ExecutionProviderConfig[],
           graphOptimizationLevel: 'all',
-          logSeverityLevel: 3,
+          logSeverityLevel: 4, // fatal only: see quietOnnxruntime()
         });
         provider = attempt[0];
         break;
@@ -120,7 +149,7 @@ export class InferenceEngine {
     if (!session || !provider) {
       throw new ModelError(`${manifest.onnxPath}: no execution provider could load the model (${failures.join('; ')})`);
     }
-    log.info({ provider, tried: opts.providers }, `inference provider in use: ${provider}`);
+    log.info({ provider, tried: providers, configured: opts.providers }, `inference provider in use: ${provider}`);
     const fixedBatch = checkContract(manifest, session);
     let maxBatch = opts.maxBatch;
     if (fixedBatch !== null && fixedBatch < maxBatch) {

@@ -33,6 +33,8 @@ export interface CameraStatusMessage {
   captured: number;
   processed: number;
   dropped: number;
+  /** RTSP frames identical to the previous one, not scored. */
+  repeated: number;
   provider: string;
   model: ModelRef;
   error?: string;

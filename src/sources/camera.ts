@@ -1,7 +1,8 @@
 /**
  * One camera: a decoder child process (ffmpeg, or gst-launch for "jetson-gst") writing raw RGB frames of the model
- * input size to stdout. Supervises it: connect timeout, stall watchdog, restart with exponential backoff, stderr
- * to the log, and a state (connecting, streaming, stalled, failed, stopped) for the status topic.
+ * input size to stdout. Supervises it: connect timeout, stall watchdog, frozen-image watchdog (RTSP), restart with
+ * exponential backoff, stderr to the log, and a state (connecting, streaming, stalled, frozen, failed, stopped) for
+ * the status topic.
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
@@ -10,25 +11,34 @@ import { redactUrl } from '../config/load';
 import { CameraConfig } from '../config/types';
 import type { Logger } from '../log';
 import { Backoff } from './backoff';
+import { DecoderLevel, formatText, InputFormatReader, isProblem, parseDecoderLine, SourceFormat } from './decoder-log';
 import { DecoderCommand, ffmpegCommand, FrameSize, jetsonGstCommand } from './ffmpeg-args';
 import { FrameReader } from './frame-reader';
-import { ffmpegMajor, rtspTimeoutOption } from './ffmpeg-version';
+import { ffmpegVersion } from './ffmpeg-version';
+import { ChangeDetector } from './frame-change';
 import { SyntheticFeeder, SyntheticLine } from './synthetic/feeder';
 import { classifyUrl, SourceKind } from './url';
 
-export type CameraState = 'connecting' | 'streaming' | 'stalled' | 'failed' | 'stopped';
+export type CameraState = 'connecting' | 'streaming' | 'stalled' | 'frozen' | 'failed' | 'stopped';
+
+export const CAMERA_STATES: readonly CameraState[] = ['connecting', 'streaming', 'stalled', 'frozen', 'failed', 'stopped'];
 
 export interface IngestOptions {
   stallTimeoutMs: number;
   connectTimeoutMs: number;
   reconnectMinMs: number;
   reconnectMaxMs: number;
+  /** RTSP image unchanged (byte-identical frames) for longer than this = frozen (restart the decoder); 0 = never. */
+  frozenTimeoutMs: number;
   ffmpegPath: string;
   gstLaunchPath: string;
 }
 
 export interface CameraEvents {
+  /** A frame whose image differs from the previous one (RTSP; other sources: every frame). */
   frame: [frame: Buffer, capturedAt: number];
+  /** A frame byte-identical to the previous one: not handed on (never scored). */
+  repeat: [];
   state: [state: CameraState, error: string | undefined];
 }
 
@@ -39,9 +49,16 @@ export class Camera extends EventEmitter<CameraEvents> {
   state: CameraState = 'stopped';
   error: string | undefined;
   since = Date.now();
-  /** Frames read off the decoder since start (also the next frame's seq). */
+  /** Frames read off the decoder since start (also the next frame's seq; repeats count too). */
   captured = 0;
+  /** Frames not handed on because they were byte-identical to the previous one. */
+  repeated = 0;
   restarts = 0;
+  /** When the latest frame (any) and the latest changed frame arrived; 0 = none yet. */
+  lastFrameAt = 0;
+  lastNewFrameAt = 0;
+  /** Codec and size of the RTSP stream as ffmpeg describes it (null until known, and for other sources). */
+  sourceFormat: SourceFormat | null = null;
   private proc: ChildProcess | null = null;
   private feeder: SyntheticFeeder | null = null;
   private readonly line: SyntheticLine | null;
@@ -49,7 +66,11 @@ export class Camera extends EventEmitter<CameraEvents> {
   private readonly backoff: Backoff;
   private watchdog: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
-  private lastFrameAt = 0;
+  /** Frames from the current decoder process, and when its first one came. */
+  private decoderFrames = 0;
+  private decoderFirstFrameAt = 0;
+  /** Only live cameras (RTSP) are checked for repeats: a file, folder or generator replays frames on purpose. */
+  private readonly change: ChangeDetector | null;
   private lastStderr = '';
   private running = false;
   private readonly frameTimes: number[] = [];
@@ -71,6 +92,7 @@ export class Camera extends EventEmitter<CameraEvents> {
     }
     this.source = source;
     this.line = source?.kind === 'synthetic' ? new SyntheticLine(source.params) : null;
+    this.change = source?.kind === 'rtsp' ? new ChangeDetector() : null;
   }
 
   get id(): string {
@@ -101,13 +123,14 @@ export class Camera extends EventEmitter<CameraEvents> {
     if (this.config.decoder === 'jetson-gst' && s.kind === 'rtsp') {
       return jetsonGstCommand(this.opts.gstLaunchPath, this.config, s.url, this.size, this.opts);
     }
-    const timeouts = { connectTimeoutMs: this.opts.connectTimeoutMs, rtspTimeoutOption: s.kind === 'rtsp' ? rtspTimeoutOption(ffmpegMajor(this.opts.ffmpegPath)) : undefined };
+    const timeouts = { connectTimeoutMs: this.opts.connectTimeoutMs, version: ffmpegVersion(this.opts.ffmpegPath) };
     return ffmpegCommand(this.opts.ffmpegPath, this.config, s, this.size, timeouts);
   }
 
   private connect(): void {
     if (!this.running) return;
-    this.setState('connecting', undefined);
+    // A frozen camera stays frozen while its decoder restarts: only a changed image ends it.
+    if (this.state !== 'frozen') this.setState('connecting', undefined);
     const cmd = this.command();
     for (const note of cmd.notes) this.log.warn({ camera: this.id }, note);
     this.log.info({ camera: this.id, cmd: cmd.command, args: cmd.args.map(redactUrl) }, 'starting decoder');
@@ -126,11 +149,19 @@ export class Camera extends EventEmitter<CameraEvents> {
       if (this.proc === proc) reader.push(chunk);
     });
     if (proc.stderr) {
-      createInterface({ input: proc.stderr }).on('line', (line) => {
-        const text = redactUrl(line.trim());
-        if (text.length === 0) return;
-        this.lastStderr = text;
-        this.logDecoderLine(cmd.command, text);
+      const formats = new InputFormatReader();
+      let previous: DecoderLevel = 'warning';
+      createInterface({ input: proc.stderr }).on('line', (raw) => {
+        const line = parseDecoderLine(redactUrl(raw.trim()), previous);
+        previous = line.level;
+        if (line.text.length === 0) return;
+        if (isProblem(line.level)) {
+          this.lastStderr = line.text;
+          this.logDecoderLine(cmd.command, line.text);
+        } else if (line.level === 'info' || line.level === 'verbose') {
+          const f = formats.feed(line.text);
+          if (f) this.onSourceFormat(f);
+        }
       });
     }
     proc.on('error', (err) => {
@@ -151,6 +182,8 @@ export class Camera extends EventEmitter<CameraEvents> {
       this.feeder.start();
     }
     this.lastFrameAt = 0;
+    this.decoderFrames = 0;
+    this.decoderFirstFrameAt = 0;
     const startedAt = Date.now();
     this.clearWatchdog();
     this.watchdog = setInterval(() => this.checkStall(startedAt), Math.min(500, this.opts.stallTimeoutMs / 4));
@@ -171,12 +204,23 @@ export class Camera extends EventEmitter<CameraEvents> {
     this.log.warn({ camera: this.id, decoder, ...(repeated > 0 ? { repeatedSinceLast: repeated } : {}) }, text);
   }
 
+  /** The stream's codec/size, once per decoder start: a camera that returns with another one is logged. */
+  private onSourceFormat(f: SourceFormat): void {
+    const prev = this.sourceFormat;
+    this.sourceFormat = f;
+    if (prev === null) {
+      this.log.info({ camera: this.id, source: f }, `camera ${this.id}: source stream ${formatText(f)}`);
+    } else if (formatText(prev) !== formatText(f)) {
+      this.log.warn({ camera: this.id, from: prev, to: f }, `camera ${this.id}: source stream changed from ${formatText(prev)} to ${formatText(f)}`);
+    }
+  }
+
   private checkStall(startedAt: number): void {
     const now = Date.now();
-    if (this.state === 'connecting' && now - startedAt > this.opts.connectTimeoutMs) {
+    if (this.decoderFrames === 0 && now - startedAt > this.opts.connectTimeoutMs) {
       this.log.warn({ camera: this.id }, `no frame within ${this.opts.connectTimeoutMs} ms of starting the decoder`);
       this.restart('failed', `no frame within ${this.opts.connectTimeoutMs} ms (connect timeout)`);
-    } else if (this.state === 'streaming' && now - this.lastFrameAt > this.opts.stallTimeoutMs) {
+    } else if (this.decoderFrames > 0 && now - this.lastFrameAt > this.opts.stallTimeoutMs) {
       this.log.warn({ camera: this.id }, `no frame for ${this.opts.stallTimeoutMs} ms: stalled, restarting decoder`);
       this.restart('stalled', `no frame for ${this.opts.stallTimeoutMs} ms`);
     }
@@ -186,8 +230,14 @@ export class Camera extends EventEmitter<CameraEvents> {
     const now = Date.now();
     this.lastFrameAt = now;
     this.captured++;
+    if (this.decoderFrames++ === 0) this.decoderFirstFrameAt = now;
     this.frameTimes.push(now);
     if (this.frameTimes.length > 600) this.frameTimes.shift();
+    if (this.change && !this.change.check(frame, now)) {
+      this.onRepeat(now);
+      return;
+    }
+    this.lastNewFrameAt = now;
     if (this.state !== 'streaming') {
       this.backoff.reset();
       this.setState('streaming', undefined);
@@ -195,8 +245,28 @@ export class Camera extends EventEmitter<CameraEvents> {
     this.emit('frame', frame, now);
   }
 
+  /**
+   * A byte-identical frame: counted, never scored. The decoder is alive (a first frame after a restart makes a
+   * connecting camera streaming; a frozen one stays frozen). An image unchanged for longer than the frozen timeout,
+   * and for that long since the current decoder's first frame (so restarts are spaced by the timeout), makes the
+   * camera frozen and restarts the decoder: a stuck encoder or RTSP session is often cured by a new session.
+   */
+  private onRepeat(now: number): void {
+    const change = this.change as ChangeDetector;
+    this.repeated++;
+    this.emit('repeat');
+    if (this.state === 'connecting') this.setState('streaming', undefined);
+    const timeout = this.opts.frozenTimeoutMs;
+    if (timeout <= 0 || (this.state !== 'streaming' && this.state !== 'frozen')) return;
+    const unchanged = change.unchangedFor(now);
+    if (unchanged <= timeout || now - this.decoderFirstFrameAt <= timeout) return;
+    const why = `image unchanged for ${(unchanged / 1000).toFixed(1)} s (${change.streak} identical frames)`;
+    this.log.warn({ camera: this.id, unchangedMs: unchanged, identicalFrames: change.streak, frozenTimeoutMs: timeout }, `camera ${this.id}: ${why}: frozen, restarting decoder`);
+    this.restart('frozen', why);
+  }
+
   /** Kill the decoder, report `state`, and reconnect after the backoff delay. */
-  private restart(state: 'stalled' | 'failed', error: string): void {
+  private restart(state: 'stalled' | 'failed' | 'frozen', error: string): void {
     const proc = this.proc;
     this.proc = null;
     this.stopFeeder();
@@ -204,7 +274,7 @@ export class Camera extends EventEmitter<CameraEvents> {
     this.onDecoderGone(error, state);
   }
 
-  private onDecoderGone(error: string, state: 'stalled' | 'failed' = 'failed'): void {
+  private onDecoderGone(error: string, state: 'stalled' | 'failed' | 'frozen' = 'failed'): void {
     this.clearWatchdog();
     this.stopFeeder();
     if (!this.running) return;

@@ -1,10 +1,18 @@
 /**
  * Command lines of the per-camera decoder processes. Every source ends in the same stage: crop to the region of
  * interest, scale to the model input, optional fps cap, raw RGB24 frames on stdout (H*W*3 bytes each).
+ *
+ * No invented frames: the output frame-rate mode is passthrough (`-fps_mode passthrough`, `-vsync passthrough` on
+ * ffmpeg < 5.1). The rawvideo muxer has no timestamps, so ffmpeg's default for it is a constant frame rate, and
+ * when it cannot estimate the input's rate (uncompressed RTSP frames larger than the probe, an unusual camera) it
+ * guesses one (600 fps, 90000 fps) and duplicates every frame to meet it: the daemon then scores copies of one
+ * old image as if they were new. The fps cap is drop-only for the same reason (ffmpeg's `fps` filter also
+ * duplicates when the source is slower than the cap).
  */
 import { readdirSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { CameraConfig, Roi } from '../config/types';
+import { fpsModeOption, FfmpegVersion, rtspTimeoutOption } from './ffmpeg-version';
 import { SourceKind } from './url';
 
 export interface FrameSize {
@@ -23,22 +31,56 @@ export interface DecoderCommand {
 
 export interface IngestTimeouts {
   connectTimeoutMs: number;
-  /** The RTSP socket timeout option of the installed ffmpeg (see ffmpeg-version.ts); default `-timeout`. */
+  /** The installed ffmpeg's version (ffmpeg-version.ts) picks option names; null/absent = a current ffmpeg. */
+  version?: FfmpegVersion | null;
+  /** The RTSP socket timeout option; default: from `version`. */
   rtspTimeoutOption?: '-timeout' | '-stimeout';
 }
 
 const IMAGE_EXTS = ['.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff'];
 
-/** crop -> scale -> fps: the same for every source, so the synthetic camera takes the real frame path. */
+/**
+ * Drop-only fps cap: keeps a frame when it starts a new 1/fps time slot (or has no timestamp), never repeats one.
+ * A source slower than the cap passes unchanged; a faster one is thinned to at most `fps` frames per second.
+ */
+export function fpsCap(fps: number): string {
+  const f = Number(fps.toFixed(6));
+  return `select='isnan(t)+isnan(prev_selected_t)+gte(floor(t*${f})-floor(prev_selected_t*${f}),1)'`;
+}
+
+/** crop -> scale -> fps cap: the same for every source, so the synthetic camera takes the real frame path. */
 export function filterChain(roi: Roi | null, size: FrameSize, fps: number): string {
   const f: string[] = [];
   if (roi) f.push(`crop=${roi.width}:${roi.height}:${roi.x}:${roi.y}`);
   f.push(`scale=${size.width}:${size.height}:flags=bilinear+accurate_rnd+full_chroma_int`);
-  if (fps > 0) f.push(`fps=${fps}`);
+  if (fps > 0) f.push(fpsCap(fps));
   return f.join(',');
 }
 
-const OUTPUT = (filters: string): string[] => ['-an', '-sn', '-dn', '-vf', filters, '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1'];
+/**
+ * ffmpeg's log level: `level+verbose` prefixes every line with its level, so the camera can log warnings and errors
+ * as before and read the source format (the input stream description, an info line, and the filter graph's input
+ * size, a verbose line printed again when the size changes mid-stream) without logging the rest. ffmpeg before
+ * 4.4 is not known to have the `level` flag: warnings only there.
+ */
+export function ffmpegLogLevel(v: FfmpegVersion | null | undefined): string {
+  return v && (v.major < 4 || (v.major === 4 && v.minor < 4)) ? 'warning' : 'level+verbose';
+}
+
+const OUTPUT = (filters: string, t: IngestTimeouts): string[] => [
+  '-an',
+  '-sn',
+  '-dn',
+  '-vf',
+  filters,
+  fpsModeOption(t.version ?? null),
+  'passthrough',
+  '-f',
+  'rawvideo',
+  '-pix_fmt',
+  'rgb24',
+  'pipe:1',
+];
 
 /** Picks the glob for an image directory: the most common image extension (ffmpeg's glob has no braces). */
 export function imageGlob(dir: string): { pattern: string; notes: string[] } {
@@ -68,7 +110,7 @@ export function ffmpegCommand(
   size: FrameSize,
   t: IngestTimeouts,
 ): DecoderCommand {
-  const common = ['-hide_banner', '-loglevel', 'warning', '-nostats'];
+  const common = ['-hide_banner', '-loglevel', ffmpegLogLevel(t.version), '-nostats'];
   const filters = filterChain(cam.roi, size, cam.fps);
   switch (source.kind) {
     case 'rtsp':
@@ -80,7 +122,7 @@ export function ffmpegCommand(
           '-rtsp_transport',
           cam.transport,
           // rtsp demuxer: socket I/O timeout in microseconds (also bounds the connect).
-          t.rtspTimeoutOption ?? '-timeout',
+          t.rtspTimeoutOption ?? rtspTimeoutOption(t.version?.major ?? null),
           String(t.connectTimeoutMs * 1000),
           // ffmpeg's default stream probing holds the first frame back ~3 s; half a second finds an RTSP
           // camera's codec parameters (the SDP carries them) and makes a reconnect resume that much sooner.
@@ -94,7 +136,7 @@ export function ffmpegCommand(
           'low_delay',
           '-i',
           source.url,
-          ...OUTPUT(filters),
+          ...OUTPUT(filters, t),
         ],
         stdin: 'ignore',
         notes: [],
@@ -102,7 +144,7 @@ export function ffmpegCommand(
     case 'file':
       return {
         command: ffmpeg,
-        args: [...common, '-nostdin', '-re', '-stream_loop', '-1', '-i', source.path, ...OUTPUT(filters)],
+        args: [...common, '-nostdin', '-re', '-stream_loop', '-1', '-i', source.path, ...OUTPUT(filters, t)],
         stdin: 'ignore',
         notes: [],
       };
@@ -123,7 +165,7 @@ export function ffmpegCommand(
           'glob',
           '-i',
           pattern,
-          ...OUTPUT(filters),
+          ...OUTPUT(filters, t),
         ],
         stdin: 'ignore',
         notes,
@@ -145,7 +187,7 @@ export function ffmpegCommand(
           String(p.fps),
           '-i',
           'pipe:0',
-          ...OUTPUT(filters),
+          ...OUTPUT(filters, t),
         ],
         stdin: 'pipe',
         notes: [],
@@ -159,7 +201,8 @@ export function ffmpegCommand(
  * depayloader/parser for H.264 or H.265, NVDEC decodes (nvv4l2decoder), the VIC crops and scales (nvvidconv, into
  * system memory), the fps cap follows in system memory (a caps filter straight after the decoder cannot negotiate
  * NVMM), and RGBA -> RGB runs in videoconvert (nvvidconv has no packed RGB output). Needs L4T's GStreamer plugins;
- * it cannot run on a machine without them.
+ * it cannot run on a machine without them. No invented frames here either: nothing in the pipeline synthesises a
+ * frame (videorate is drop-only, fdsink sync=false writes each decoded frame once, as it comes).
  */
 export function jetsonGstCommand(gstLaunch: string, cam: CameraConfig, url: string, size: FrameSize, t: IngestTimeouts): DecoderCommand {
   const crop = cam.roi

@@ -5,7 +5,8 @@
 // 64 px; `etstpm export`), evaluated by `etstpm evaluate`. What is compared:
 //   - image AUROC and the verdict counts at the model's threshold: daemon results vs `etstpm evaluate` (PyTorch);
 //   - per image raw score: daemon vs the exported ONNX run offline by onnxruntime (python) on the toolkit's
-//     preprocessing (PIL decode, convert RGB, bilinear resize) - `etstpm evaluate`'s JSON has no per-image scores.
+//     preprocessing (PIL decode, convert RGB, bilinear resize); `etstpm evaluate`'s per-image scores (images[].score)
+//     come from PyTorch, so the offline ONNX run is the reference for the exported graph.
 // How the comparison is kept honest:
 //   - the stream is lossless: RFC 4175 raw RGB over RTP (test/fixtures/rtsp_server.py --codec raw), verified
 //     bit-exact in fixtures.test.ts. H.264, even at qp 0, changes pixels through RGB<->YUV rounding;
@@ -17,7 +18,8 @@
 //   - test 2 streams the images at their native 512 px: the daemon resizes with ffmpeg (swscale), the toolkit with
 //     PIL. That difference is inherent to two resamplers; the test measures it and bounds it (see constants).
 // Frame-to-image matching: fixed image order, each held for HOLD frames, lossless so one image = one run of equal
-// raw scores; runs are aligned to the order by one cyclic offset (helpers/parity.ts), never by nearest score.
+// raw scores (the daemon scores only the first frame of a hold: the others are byte-identical repeats); runs are
+// aligned to the order by one cyclic offset (helpers/parity.ts), never by nearest score.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';

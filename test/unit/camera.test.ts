@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -7,13 +8,15 @@ import sharp from 'sharp';
 import { CameraConfig } from '../../src/config/types';
 import { Backoff } from '../../src/sources/backoff';
 import { Camera, CameraState, IngestOptions } from '../../src/sources/camera';
-import { silentLog, until } from './helpers';
+import { ChangeDetector } from '../../src/sources/frame-change';
+import { captureLog, silentLog, until } from './helpers';
 
 const ingest: IngestOptions = {
   stallTimeoutMs: 2000,
   connectTimeoutMs: 4000,
   reconnectMinMs: 100,
   reconnectMaxMs: 400,
+  frozenTimeoutMs: 0,
   ffmpegPath: 'ffmpeg',
   gstLaunchPath: 'gst-launch-1.0',
 };
@@ -26,6 +29,25 @@ describe('Backoff', () => {
     assert.deepEqual([1, 2, 3, 4, 5, 6, 7, 8].map(() => b.next()), [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
     b.reset();
     assert.equal(b.next(), 500);
+  });
+});
+
+describe('ChangeDetector', () => {
+  it('a frame equal to the previous distinct one is a repeat; the clock runs from the last change', () => {
+    const c = new ChangeDetector();
+    const a = Buffer.alloc(12, 1);
+    const b = Buffer.alloc(12, 1);
+    b[11] = 2; // differs in the last byte only
+    assert.equal(c.unchangedFor(100), 0);
+    assert.equal(c.check(a, 100), true);
+    assert.equal(c.check(Buffer.from(a), 200), false);
+    assert.equal(c.check(Buffer.from(a), 300), false);
+    assert.equal(c.streak, 2);
+    assert.equal(c.unchangedFor(350), 250);
+    assert.equal(c.check(b, 400), true);
+    assert.equal(c.streak, 0);
+    assert.equal(c.unchangedFor(450), 50);
+    assert.equal(c.check(a, 500), true, 'back to an older image is a change');
   });
 });
 
@@ -116,6 +138,32 @@ describe('Camera (real ffmpeg)', () => {
     } catch {
       /* already gone */
     }
+  });
+
+  it('a stream whose size changes mid-stream keeps delivering model-size frames, and the change is logged', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'etstpm-resize-'));
+    // One H.264 elementary stream: 320x240 for 1 s, then 640x480 (new SPS in band), as a camera reconfigured live.
+    const parts = ['320x240', '640x480'].map((s, i) => {
+      const f = join(dir, `${i}.h264`);
+      const r = spawnSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', `testsrc2=size=${s}:rate=10:duration=1`,
+        '-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-f', 'h264', '-y', f]);
+      assert.equal(r.status, 0, String(r.stderr));
+      return readFileSync(f);
+    });
+    const file = join(dir, 'both.h264');
+    writeFileSync(file, Buffer.concat(parts));
+    const cap = captureLog('info');
+    const cam = new Camera(cfg({ url: file }), { width: 16, height: 16 }, ingest, cap.log);
+    let n = 0;
+    cam.on('frame', (f) => {
+      assert.equal(f.length, 16 * 16 * 3);
+      n++;
+    });
+    cam.start();
+    await until(() => cap.messages().some((m) => m.includes('source stream changed from h264 320x240 to h264 640x480')), 15000, 'the change logged');
+    await until(() => n >= 15, 15000, 'frames after the change');
+    await cam.stop();
+    assert.ok(cap.messages().includes('camera c: source stream h264 320x240'), cap.messages().join('\n'));
   });
 
   it('a camera with an unusable URL fails alone without throwing', () => {

@@ -16,7 +16,7 @@ export interface Camera {
 
 export type Config = Record<string, unknown>;
 
-/** Defaults every integration test wants: CPU only, quick status and reconnects, no HTTP unless asked. */
+/** Defaults every integration test wants: CPU only, quick status, no HTTP unless asked. */
 export function baseConfig(o: { cameras: Camera[]; modelDir: string; mqttUrl: string; prefix: string;
   httpPort?: number; extra?: Config }): Config {
   const cfg: Config = {
@@ -25,8 +25,9 @@ export function baseConfig(o: { cameras: Camera[]; modelDir: string; mqttUrl: st
     mqtt: { url: o.mqttUrl, topicPrefix: o.prefix, clientId: `${o.prefix}-daemon` },
     http: { port: o.httpPort ?? 0 },
     status: { intervalMs: 500 },
-    // connectTimeoutMs: ffmpeg needs ~3.3 s to its first RTSP frame here (stream analysis), so not lower than that
-    ingest: { stallTimeoutMs: 2000, connectTimeoutMs: 8000, reconnectMinMs: 200, reconnectMaxMs: 1000 },
+    // connectTimeoutMs: ffmpeg needs ~3.3 s to its first RTSP frame here (stream analysis), so not lower than that.
+    // The reconnect schedule is the default one (0.5, 1, 2, 2 ... s): recovery times measured here are the product's.
+    ingest: { stallTimeoutMs: 2000, connectTimeoutMs: 8000 },
     log: { level: 'info' },
   };
   return deepMerge(cfg, o.extra ?? {});

@@ -84,7 +84,7 @@ export interface ResultMsg {
   latencyMs: number; model: { name: string; version: string };
 }
 export interface CameraStatus {
-  camera: string; state: 'connecting' | 'streaming' | 'stalled' | 'failed' | 'stopped'; fps: number; captured: number;
-  processed: number; dropped: number; provider: string; model: { name: string; version: string }; error?: string;
+  camera: string; state: 'connecting' | 'streaming' | 'stalled' | 'frozen' | 'failed' | 'stopped'; fps: number;
+  captured: number; processed: number; dropped: number; repeated: number; provider: string; model: { name: string; version: string }; error?: string;
   since: number;
 }
