@@ -1,4 +1,8 @@
-/** Reads and checks a model folder (docs/model-format.md, format etstpm-model/1). */
+/**
+ * Reads and checks a model folder (docs/model-format.md, format etstpm-model/1): the one reader of model.json, used
+ * by the daemon's session loader and the TensorRT engine build CLI alike. Node built-ins only, so the CLI needs
+ * neither onnxruntime nor the daemon's configuration to use it.
+ */
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -17,7 +21,10 @@ export interface ModelManifest {
   normalization: { threshold: number; min: number; max: number };
 }
 
-/** A model that cannot be used: main.ts exits with code 3 and prints the message (it names the file). */
+/**
+ * A model that cannot be used: main.ts and engine-build.ts exit with code 3 and print the message (it names the
+ * file).
+ */
 export class ModelError extends Error {
   override name = 'ModelError';
 }
@@ -32,14 +39,22 @@ function str(v: unknown, key: string, file: string): string {
   return v;
 }
 
+/** `ENOENT` reads as "file not found"; other codes are shown as they are. */
+function why(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' ? 'file not found' : code ?? (err as Error).message;
+}
+
 export function readManifest(dir: string): ModelManifest {
+  // Absolute but not realpath'd: the path string the daemon hands onnxruntime (/models/current/...), which is also
+  // what TensorRT's engine cache records.
   const abs = resolve(dir);
   const file = join(abs, 'model.json');
   let raw: string;
   try {
     raw = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ModelError(`${file}: cannot read model manifest (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new ModelError(`${file}: cannot read model manifest (${why(err)})`);
   }
   let j: Record<string, any>;
   try {
@@ -105,7 +120,7 @@ export async function verifyModelFile(m: ModelManifest): Promise<void> {
   try {
     actual = await sha256File(m.onnxPath);
   } catch (err) {
-    throw new ModelError(`${m.onnxPath}: cannot read model (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new ModelError(`${m.onnxPath}: cannot read model (${why(err)})`);
   }
   if (actual !== m.sha256) {
     throw new ModelError(`${m.onnxPath}: sha256 ${actual} does not match model.json onnx.sha256 ${m.sha256} (corrupt or replaced file)`);
