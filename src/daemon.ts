@@ -2,7 +2,6 @@
  * Wires the parts together and owns the lifecycle: model -> broker -> publisher -> HTTP -> cameras -> pipeline,
  * READY once warm and connected, periodic status, camera reload (SIGHUP) and a bounded stop (SIGTERM).
  */
-import { redactUrl } from './config/load';
 import { CameraConfig, DaemonConfig } from './config/types';
 import { startHttp, HttpServer, Health } from './health/http';
 import { Metrics } from './health/metrics';
@@ -12,6 +11,7 @@ import { Pipeline } from './pipeline';
 import { EmbeddedBroker, startEmbeddedBroker } from './publish/broker';
 import { CameraStatusMessage } from './publish/messages';
 import { Publisher } from './publish/mqtt';
+import { redactUrl } from './redact';
 import { Camera, CameraState } from './sources/camera';
 import { SystemdNotifier } from './systemd/notify';
 

@@ -5,6 +5,7 @@
 import convict from 'convict';
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { redactUrl } from '../redact';
 import { validateCameras } from './cameras';
 import { buildSchema, VALUE_FLAGS } from './schema';
 import { DaemonConfig } from './types';
@@ -149,9 +150,4 @@ export function redactConfig(c: DaemonConfig): unknown {
     cameras: c.cameras.map((cam) => ({ ...cam, url: redactUrl(cam.url) })),
     mqtt: { ...c.mqtt, url: redactUrl(c.mqtt.url), password: c.mqtt.password ? '[redacted]' : '' },
   };
-}
-
-/** Removes user:password from every URL in a text (rtsp://user:pw@host/... -> rtsp://***@host/...). */
-export function redactUrl(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1***@');
 }

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import mqtt, { IClientOptions, MqttClient } from 'mqtt';
-import { redactUrl } from '../config/load';
+import { redactUrl } from '../redact';
 import type { Logger } from '../log';
 import { CameraStatusMessage, RejectMessage, ResultMessage, topics } from './messages';
 

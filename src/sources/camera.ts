@@ -6,7 +6,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { createInterface } from 'node:readline';
-import { redactUrl } from '../config/load';
+import { redactUrl } from '../redact';
 import { CameraConfig } from '../config/types';
 import type { Logger } from '../log';
 import { Backoff } from './backoff';

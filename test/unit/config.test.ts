@@ -3,7 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { loadConfig, redactConfig, redactUrl } from '../../src/config/load';
+import { loadConfig, redactConfig } from '../../src/config/load';
+import { redactUrl } from '../../src/redact';
 
 function errors(argv: string[], env: NodeJS.ProcessEnv = {}): string[] {
   const r = loadConfig({ argv, env });
