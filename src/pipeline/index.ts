@@ -3,14 +3,14 @@
  * normalised score + verdict -> MQTT result / reject / snapshot. One inference runs at a time; snapshots are
  * rendered off the loop, at most two at once (more are skipped and counted, never queued).
  */
-import { InferenceEngine } from './infer/session';
-import type { Logger } from './log';
-import { Metrics } from './health/metrics';
-import { NewestFrameSlots, PendingFrame } from './pipeline/slots';
-import { Publisher } from './publish/mqtt';
-import { renderSnapshot } from './publish/snapshot';
-import { normalise, verdict } from './score/normalise';
-import type { Camera } from './sources/camera';
+import { Metrics } from '../health/metrics';
+import { InferenceEngine } from '../infer/session';
+import type { Logger } from '../log';
+import { Publisher } from '../publish/mqtt';
+import { renderSnapshot } from '../publish/snapshot';
+import { normalise, verdict } from '../score/normalise';
+import type { Camera } from '../sources/camera';
+import { NewestFrameSlots, PendingFrame } from './slots';
 
 export interface PipelineOptions {
   rejectDeadlineMs: number;
