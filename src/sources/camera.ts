@@ -9,6 +9,7 @@ import { createInterface } from 'node:readline';
 import { redactUrl } from '../redact';
 import { CameraConfig } from '../config/types';
 import type { Logger } from '../log';
+import type { FrameSource } from '../pipeline/interfaces';
 import { Backoff } from './backoff';
 import { DecoderCommand, ffmpegCommand, FrameSize, jetsonGstCommand } from './ffmpeg-args';
 import { FrameReader } from './frame-reader';
@@ -35,7 +36,7 @@ export interface CameraEvents {
 /** How long a decoder gets to exit after SIGTERM before SIGKILL. */
 const KILL_GRACE_MS = 1500;
 
-export class Camera extends EventEmitter<CameraEvents> {
+export class Camera extends EventEmitter<CameraEvents> implements FrameSource {
   state: CameraState = 'stopped';
   error: string | undefined;
   since = Date.now();
