@@ -6,10 +6,7 @@ import json
 import logging
 import sys
 
-from .data import DatasetError
-from .errors import ConfigError
-from .run import RunError
-from .weights import WeightsError
+from .errors import EtstpmError
 
 
 def _positive_int(s: str) -> int:
@@ -82,6 +79,29 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="image/pixel AUROC and AU-PRO of a run on a test set",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--run", required=True, help="run folder written by `etstpm train`")
+    p.add_argument("--data", required=True, help="dataset root in MVTec AD layout")
+    p.add_argument("--category", required=True, help="category folder under --data (its test/ is evaluated)")
+    p.add_argument("--json", required=True, metavar="OUT", help="write the results here (JSON)")
+    p.add_argument("--figures", default=None, metavar="DIR", help="write PNG figures (maps, ROC curves) here")
+    p.add_argument("--figure-samples", type=int, default=2, help="test images per defect type in the map figures")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--batch-size", type=_positive_int, default=16)
+    p.add_argument("--image-size", type=int, default=None, help="default: the run's training size")
+    p.add_argument("--fpr-limit", type=float, default=0.3, help="AU-PRO integration limit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from .evaluate import evaluate_command
+
+    return evaluate_command(a)
+
+
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="choose the decision threshold and score normalisation of a run",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -132,12 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "with other jobs, 1 avoids OpenMP threads waiting on each other")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
-    try:
-        from . import evaluate  # TRAINING-EVAL's module adds the `evaluate` subcommand
-    except ImportError:
-        evaluate = None
-    if evaluate is not None and hasattr(evaluate, "register"):
-        evaluate.register(sub)
+    _add_evaluate(sub)
     _add_calibrate(sub)
     _add_export(sub)
     return parser
@@ -155,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().addHandler(console)
     try:
         return int(args.func(args) or 0)
-    except (DatasetError, WeightsError, RunError, ConfigError) as e:
+    except EtstpmError as e:
         print(f"etstpm {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -19,13 +19,10 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from . import IMAGENET_MEAN, IMAGENET_STD
+from .errors import DatasetError  # defined there; importable from here too
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 Split = Literal["train", "test"]
-
-
-class DatasetError(ValueError):
-    """A dataset folder or file is missing, empty, unreadable or inconsistent; the message names it."""
 
 
 class Sample(NamedTuple):

@@ -22,12 +22,10 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from .errors import MetricError  # defined there; importable from here too
+
 # 3x3 ones: 8-connectivity, as in the MVTec AD evaluation code.
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
-
-
-class MetricError(ValueError):
-    """Inputs that cannot be scored (shape mismatch, NaN scores, ...)."""
 
 
 def _as_1d(values, name: str) -> np.ndarray:
@@ -189,11 +187,11 @@ def area_under_curve(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
 
 def aupro(masks, maps, fpr_limit: float = 0.3) -> float | None:
     """Area under the PRO curve up to ``fpr_limit``, divided by ``fpr_limit``; None without regions."""
-    _check_limit(fpr_limit)
+    check_fpr_limit(fpr_limit)
     return _curves_aupro(pixel_curves(masks, maps), fpr_limit)
 
 
-def _check_limit(fpr_limit: float) -> None:
+def check_fpr_limit(fpr_limit: float) -> None:
     if not 0.0 < fpr_limit <= 1.0:
         raise MetricError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
 
@@ -238,7 +236,7 @@ def evaluate_scores(
     undefined (no defective image, no mask, no region). If ``curves`` is a dict, it receives thinned ROC curves
     (``curves[name] = {"image": (fpr, tpr), "pixel": (fpr, tpr) or None}``, name "overall" or a defect) for plots.
     """
-    _check_limit(fpr_limit)
+    check_fpr_limit(fpr_limit)
     labels = np.asarray(labels).astype(np.int64).reshape(-1)
     defects = np.asarray(list(defects), dtype=object)
     scores = _as_1d(scores, "scores")

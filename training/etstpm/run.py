@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .backbone import FeatureExtractor
+from .errors import RunError  # defined there; importable from here too
 from .model import ETSTPM
 
 RUN_FORMAT = "etstpm-run/1"
@@ -25,10 +26,6 @@ TEACHER = "teacher.pt"
 STUDENT = "student.pt"
 CHECKPOINT = "checkpoint.pt"
 LOG = "train.log"
-
-
-class RunError(ValueError):
-    """The run folder is missing files or was not finished; the message says what to do."""
 
 
 def atomic_write_bytes(path: Path, write) -> None:
