@@ -1,6 +1,6 @@
 /**
  * The frame path after ingest: newest-frame slot per camera -> one batch across cameras -> onnxruntime ->
- * normalised score + verdict -> result / reject / snapshot to the ResultSink (MQTT, or several outputs through
+ * normalized score + verdict -> result / reject / snapshot to the ResultSink (MQTT, or several outputs through
  * FanOutSink). One inference runs at a time; snapshots are rendered off the loop, at most two at once (more are
  * skipped and counted, never queued).
  */
@@ -8,7 +8,7 @@ import { Metrics } from '../health/metrics';
 import { InferenceEngine } from '../infer/session';
 import type { Logger } from '../log';
 import { renderSnapshot } from '../publish/snapshot';
-import { normalise, verdict } from '../score/normalise';
+import { normalize, verdict } from '../score/normalize';
 import type { FrameSource, ResultSink } from './interfaces';
 import { NewestFrameSlots, PendingFrame } from './slots';
 
@@ -122,7 +122,7 @@ export class Pipeline {
     this.lastProcessedAt = now;
     batch.forEach((f, i) => {
       const rawScore = out.scores[i];
-      const score = normalise(rawScore, m.normalization);
+      const score = normalize(rawScore, m.normalization);
       const v = verdict(score);
       const c = this.counter(f.camera);
       c.processed++;

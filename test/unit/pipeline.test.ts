@@ -65,7 +65,7 @@ describe('pipeline', () => {
     const byCam = Object.fromEntries(pub.results.map((r) => [r.camera, r]));
     assert.equal(byCam.a.verdict, 'ok');
     assert.equal(byCam.b.verdict, 'ng');
-    // raw max of mean |x/255 - 0.5| for black = 0.5; normalised (0.5 - 0.45) / (0.5 - 0) + 0.5 = 0.6
+    // raw max of mean |x/255 - 0.5| for black = 0.5; normalized (0.5 - 0.45) / (0.5 - 0) + 0.5 = 0.6
     assert.ok(Math.abs(byCam.b.score - 0.6) < 1e-6);
     assert.ok(Math.abs(byCam.b.rawScore - 0.5) < 1e-6);
     assert.deepEqual(byCam.b.model, { name: engine.manifest.name, version: engine.manifest.version });

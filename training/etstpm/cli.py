@@ -103,7 +103,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate", help="choose the decision threshold and score normalisation of a run",
+    p = sub.add_parser("calibrate", help="choose the decision threshold and score normalization of a run",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--run", required=True)
     p.add_argument("--frr", type=float, default=0.01, help="target false-reject rate on the held-out normal images")
@@ -131,7 +131,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="model name (default: <category>-etstpm)")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--allow-uncalibrated", action="store_true",
-                   help="export a run without calibration (threshold/normalisation null)")
+                   help="export a run without calibration (threshold/normalization null)")
     p.set_defaults(func=_cmd_export)
 
 

@@ -134,7 +134,7 @@ _STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """uint8 [H, W, 3] -> float32 [3, H, W], ImageNet mean/std normalised (the same arithmetic as the ONNX graph)."""
+    """uint8 [H, W, 3] -> float32 [3, H, W], ImageNet mean/std normalized (the same arithmetic as the ONNX graph)."""
     x = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
     return (x - _MEAN) / _STD
 

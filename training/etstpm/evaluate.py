@@ -1,6 +1,6 @@
 """`etstpm evaluate`: score a trained run on a test set; metrics overall and per defect type, table, JSON, figures.
 
-Metrics (see etstpm.metrics): image AUROC, pixel AUROC, AU-PRO (FPR <= 0.3, normalised), each per defect type
+Metrics (see etstpm.metrics): image AUROC, pixel AUROC, AU-PRO (FPR <= 0.3, normalized), each per defect type
 (that defect's images against all good images). Values are null where undefined (e.g. no masks for a defect).
 If the run is calibrated, the verdict quality of its stored threshold is reported too: false-reject rate on
 test/good and detection rate on the defective images (the threshold itself came from train/good only).

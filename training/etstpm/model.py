@@ -9,7 +9,7 @@ from .backbone import FeatureExtractor, freeze
 
 
 class ETSTPM(nn.Module):
-    """forward(x normalised [N,3,H,W]) -> (anomaly_map [N,1,H,W], score [N] = max of the map)."""
+    """forward(x normalized [N,3,H,W]) -> (anomaly_map [N,1,H,W], score [N] = max of the map)."""
 
     def __init__(self, teacher: FeatureExtractor, student: FeatureExtractor) -> None:
         super().__init__()

@@ -31,7 +31,7 @@ def test_real_grid_test_split(grid_root: Path) -> None:
             assert item["mask"].sum() == 0
 
 
-def test_normalisation_is_imagenet(hazelnut_root: Path) -> None:
+def test_normalization_is_imagenet(hazelnut_root: Path) -> None:
     ds = AnomalyDataset(hazelnut_root, "hazelnut_toy", "train", image_size=64)
     rgb = ds.rgb(0)
     assert rgb.shape == (64, 64, 3) and rgb.dtype == np.uint8
