@@ -1,7 +1,8 @@
-// Item 10 of issue 3: the daemon against real parts (mosquitto, gst-rtsp-server cameras streaming real images from
+// Streaming contract and faults (docs/testing.md, "Integration tests"): the daemon against real parts
+// (mosquitto, gst-rtsp-server cameras streaming real images from
 // ../shared, a real ONNX model in onnxruntime-node) while those parts fail. Each fault test asserts the daemon keeps
 // running, reports the fault on its camera status topic where it can, and resumes within seconds once the fault
-// clears. Topics and payloads are the contract in DAEMON_API.md ("MQTT").
+// clears. Topics and payloads are the contract in docs/mqtt.md.
 import assert from 'node:assert/strict';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
