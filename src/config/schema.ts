@@ -108,6 +108,7 @@ export function addFormats(): void {
     name: 'topic-prefix',
     validate(v: unknown) {
       if (typeof v !== 'string' || v.length === 0) throw new Error('must be a non-empty string');
+      // eslint-disable-next-line no-control-regex -- NUL is exactly what this check rejects
       if (/[+#\u0000]/.test(v)) throw new Error('must not contain MQTT wildcards (+, #) or NUL');
       if (v.startsWith('/') || v.endsWith('/')) throw new Error('must not start or end with "/"');
     },

@@ -39,6 +39,13 @@ function str(v: unknown, key: string, file: string): string {
   return v;
 }
 
+type Json = Record<string, unknown>;
+
+/** A JSON object, or {} for anything else, so a missing or mistyped section reports the key it lacks. */
+function obj(v: unknown): Json {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : {};
+}
+
 /** `ENOENT` reads as "file not found"; other codes are shown as they are. */
 function why(err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code;
@@ -56,14 +63,14 @@ export function readManifest(dir: string): ModelManifest {
   } catch (err) {
     throw new ModelError(`${file}: cannot read model manifest (${why(err)})`);
   }
-  let j: Record<string, any>;
+  let j: Json;
   try {
-    j = JSON.parse(raw) as Record<string, any>;
+    j = obj(JSON.parse(raw));
   } catch (err) {
     throw new ModelError(`${file}: not valid JSON (${(err as Error).message})`);
   }
   if (j.format !== 'etstpm-model/1') throw new ModelError(`${file}: format is ${JSON.stringify(j.format)}, expected "etstpm-model/1"`);
-  const input = j.input ?? {};
+  const input = obj(j.input);
   if (input.layout !== 'NHWC' || input.dtype !== 'uint8' || input.color !== 'RGB') {
     throw new ModelError(`${file}: input must be NHWC uint8 RGB, got ${input.layout}/${input.dtype}/${input.color}`);
   }
@@ -72,19 +79,19 @@ export function readManifest(dir: string): ModelManifest {
   if (!Number.isInteger(height) || !Number.isInteger(width) || height < 8 || width < 8) {
     throw new ModelError(`${file}: input.height/input.width must be integers >= 8`);
   }
-  const onnx = j.onnx ?? {};
+  const onnx = obj(j.onnx);
   const onnxFile = str(onnx.file, 'onnx.file', file);
   if (onnxFile.includes('/') || onnxFile.includes('\\')) throw new ModelError(`${file}: onnx.file must be a file name inside the model folder`);
   const sha = str(onnx.sha256, 'onnx.sha256', file).toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(sha)) throw new ModelError(`${file}: onnx.sha256 must be 64 hex characters`);
-  const norm = j.normalization ?? {};
+  const norm = obj(j.normalization);
   const normalization = {
     threshold: num(norm.threshold, 'normalization.threshold', file),
     min: num(norm.min, 'normalization.min', file),
     max: num(norm.max, 'normalization.max', file),
   };
   if (!(normalization.max > normalization.min)) throw new ModelError(`${file}: normalization.max must be greater than normalization.min`);
-  const outputs = j.outputs ?? {};
+  const outputs = obj(j.outputs);
   return {
     dir: abs,
     onnxPath: join(abs, onnxFile),
@@ -98,7 +105,7 @@ export function readManifest(dir: string): ModelManifest {
       score: str(outputs.score ?? 'score', 'outputs.score', file),
     },
     sha256: sha,
-    threshold: num(j.threshold?.raw ?? normalization.threshold, 'threshold.raw', file),
+    threshold: num(obj(j.threshold).raw ?? normalization.threshold, 'threshold.raw', file),
     normalization,
   };
 }

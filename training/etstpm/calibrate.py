@@ -5,7 +5,8 @@
 - f1-optimal: given a labelled validation set (MVTec layout, its test/ folder) that is not the evaluation set,
   the threshold that maximises F1 there.
 In both cases min/max of the normalization come from the held-out normal images: min = smallest anomaly-map value,
-max = largest image score, so normalized(r) = clamp((r - threshold) / (max - min) + 0.5, 0, 1) puts the threshold at 0.5.
+max = largest image score, so normalized(r) = clamp((r - threshold) / (max - min) + 0.5, 0, 1) puts the threshold
+at 0.5.
 """
 from __future__ import annotations
 

@@ -10,8 +10,9 @@ Images may be .png/.jpg/.jpeg/.bmp/.tif(f), colour or grey, any size. Every imag
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Literal, NamedTuple, Sequence
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -212,8 +213,8 @@ class AnomalyDataset(Dataset):
         else:
             mask = torch.zeros(1, self.image_size, self.image_size)
         has_mask = s.label == 0 or s.mask_path is not None
-        return {"image": image, "mask": mask, "has_mask": has_mask, "label": s.label, "defect": s.defect, "path": s.path,
-                "index": i}
+        return {"image": image, "mask": mask, "has_mask": has_mask, "label": s.label, "defect": s.defect,
+                "path": s.path, "index": i}
 
 
 def split_holdout(samples: Sequence[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:

@@ -16,8 +16,8 @@ must be left out of the pixel metrics by the caller (see :func:`evaluate_scores`
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -95,14 +95,14 @@ def pixel_auroc(masks, maps) -> float | None:
     return _curves_auroc(pixel_curves(masks, maps, with_pro=False))
 
 
-def _curves_auroc(c: "PixelCurves") -> float | None:
+def _curves_auroc(c: PixelCurves) -> float | None:
     if c.num_positive == 0 or c.num_negative == 0:
         return None
     # Trapezoids over distinct thresholds = Mann-Whitney with ties counted one half.
     return area_under_curve(c.fpr, c.tpr, 1.0)
 
 
-def _curves_aupro(c: "PixelCurves", fpr_limit: float) -> float | None:
+def _curves_aupro(c: PixelCurves, fpr_limit: float) -> float | None:
     if c.pro is None or c.num_negative == 0:
         return None
     return area_under_curve(c.fpr, c.pro, fpr_limit) / fpr_limit

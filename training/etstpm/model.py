@@ -17,7 +17,7 @@ class ETSTPM(nn.Module):
         self.student = student
         self.anomaly_map = AnomalyMapGenerator()
 
-    def train(self, mode: bool = True) -> "ETSTPM":
+    def train(self, mode: bool = True) -> ETSTPM:
         super().train(mode)
         self.teacher.eval()  # the teacher is always frozen, including its BatchNorm statistics
         return self

@@ -178,7 +178,8 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device) -> Path:
     return run_dir
 
 
-def _make_teacher(cfg: TrainConfig, meta: dict, train_part: list[data.Sample], device: torch.device) -> FeatureExtractor:
+def _make_teacher(cfg: TrainConfig, meta: dict, train_part: list[data.Sample],
+                  device: torch.device) -> FeatureExtractor:
     resnet, winfo = load_resnet18(cfg.weights)
     meta["weights"] = winfo | {"given": cfg.weights}
     teacher = FeatureExtractor(resnet).to(device)

@@ -7,7 +7,6 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from etstpm import metrics
 
-
 # ---------------------------------------------------------------- independent reference implementations
 
 def _components_8(mask: np.ndarray) -> list[set[tuple[int, int]]]:
