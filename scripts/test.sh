@@ -9,6 +9,9 @@ export PATH="$PWD/.venv/bin:$PATH"   # etstpm (parity test) and hadolint
 failed=()
 echo "== Jetson deployment checks (shellcheck, systemd-analyze, hadolint, script tests)"
 bash deploy/jetson/check.sh || failed+=("deploy checks")
+echo "== lint (eslint: src test bench; ruff: training bench/training; configs eslint.config.mjs, ruff.toml)"
+npm run --silent lint || failed+=("eslint")
+.venv/bin/ruff check training bench/training || failed+=("ruff")
 echo "== training toolkit (pytest)"
 .venv/bin/python -m pytest -q training/tests || failed+=("pytest")
 echo "== daemon (node --test)"

@@ -2,33 +2,81 @@
  * Wires the parts together and owns the lifecycle: model -> broker -> publisher -> HTTP -> cameras -> pipeline,
  * READY once warm and connected, periodic status, camera reload (SIGHUP) and a bounded stop (SIGTERM).
  */
-import { redactUrl } from './config/load';
 import { CameraConfig, DaemonConfig } from './config/types';
 import { startHttp, HttpServer, Health } from './health/http';
 import { Metrics } from './health/metrics';
 import { InferenceEngine } from './infer/session';
 import type { Logger } from './log';
-import { Pipeline } from './pipeline';
+import { FanOutSink, isCameraStatusSink, Pipeline } from './pipeline';
+import type { CameraStatusSink, FrameListener, FrameSource, ResultSink } from './pipeline';
 import { EmbeddedBroker, startEmbeddedBroker } from './publish/broker';
 import { CameraStatusMessage } from './publish/messages';
-import { Publisher } from './publish/mqtt';
-import { Camera, CAMERA_STATES } from './sources/camera';
+import { MqttOptions, Publisher } from './publish/mqtt';
+import { redactUrl } from './redact';
+import { Camera, CAMERA_STATES, CameraState, IngestOptions } from './sources/camera';
+import type { FrameSize } from './sources/ffmpeg-args';
 import { SystemdNotifier } from './systemd/notify';
 
+/** The daemon's MQTT side (src/publish/mqtt.ts): the primary output, plus readiness and an orderly close. */
+export interface StatusPublisher extends ResultSink, CameraStatusSink {
+  waitConnected(): Promise<void>;
+  onConnection(listener: (connected: boolean) => void): void;
+  /** Publishes final statuses and "offline", then disconnects; bounded by timeoutMs. */
+  close(finalStatuses: CameraStatusMessage[], timeoutMs: number): Promise<void>;
+}
+
+/** A supervised camera as the daemon sees it (src/sources/camera.ts): a frame source with a state and a lifecycle. */
+export interface SupervisedCamera extends FrameSource {
+  readonly config: CameraConfig;
+  readonly state: CameraState;
+  readonly error: string | undefined;
+  readonly since: number;
+  readonly restarts: number;
+  /** Decoder frames identical to the one before: never scored (docs/daemon.md, "Frozen cameras"). */
+  readonly repeated: number;
+  /** When the decoder last delivered a frame, and a changed one (ms since epoch; 0 = none yet). */
+  readonly lastFrameAt: number;
+  readonly lastNewFrameAt: number;
+  fps(now?: number): number;
+  start(): void;
+  stop(): Promise<void>;
+  on(event: 'frame', listener: FrameListener): unknown;
+  on(event: 'state', listener: (state: CameraState, error: string | undefined) => void): unknown;
+  on(event: 'repeat', listener: () => void): unknown;
+}
+
+/** The daemon's parts, each replaceable from outside (tests, and outputs added beside MQTT). */
 export interface DaemonDeps {
   env?: NodeJS.ProcessEnv;
+  /** Makes the MQTT side; default: the mqtt.js Publisher. */
+  publisher?: (opts: MqttOptions, log: Logger) => StatusPublisher;
+  /** Makes one camera; default: the decoder-process Camera. */
+  camera?: (cfg: CameraConfig, size: FrameSize, ingest: IngestOptions, log: Logger) => SupervisedCamera;
+  /**
+   * More outputs beside MQTT (Sparkplug, Modbus, the console): each gets every result, reject and snapshot, and
+   * camera statuses if it is also a CameraStatusSink.
+   */
+  sinks?: readonly ResultSink[];
 }
+
+const defaultParts = {
+  publisher: (opts: MqttOptions, log: Logger): StatusPublisher => new Publisher(opts, log),
+  camera: (cfg: CameraConfig, size: FrameSize, ingest: IngestOptions, log: Logger): SupervisedCamera => new Camera(cfg, size, ingest, log),
+};
 
 export class Daemon {
   engine: InferenceEngine | null = null;
-  publisher: Publisher | null = null;
+  publisher: StatusPublisher | null = null;
   broker: EmbeddedBroker | null = null;
   http: HttpServer | null = null;
   pipeline: Pipeline | null = null;
   readonly metrics = new Metrics();
-  readonly cameras = new Map<string, Camera>();
+  readonly cameras = new Map<string, SupervisedCamera>();
   notifier: SystemdNotifier;
   ready = false;
+  private readonly parts: Required<Pick<DaemonDeps, 'publisher' | 'camera'>>;
+  private readonly sinks: readonly ResultSink[];
+  private readonly statusSinks: CameraStatusSink[];
   private statusTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   private readonly startedAt = Date.now();
@@ -39,6 +87,9 @@ export class Daemon {
     deps: DaemonDeps = {},
   ) {
     this.notifier = new SystemdNotifier(deps.env ?? process.env, log);
+    this.parts = { publisher: deps.publisher ?? defaultParts.publisher, camera: deps.camera ?? defaultParts.camera };
+    this.sinks = deps.sinks ?? [];
+    this.statusSinks = this.sinks.filter(isCameraStatusSink);
   }
 
   /** Throws ModelError (exit 3) or Error (exit 1). */
@@ -54,11 +105,11 @@ export class Daemon {
       url = this.broker.url;
     }
     // aedes speaks MQTT 3.1.1 only: no message properties on the embedded broker (docs/mqtt.md).
-    this.publisher = new Publisher({ ...c.mqtt, url, protocolVersion: this.broker ? 4 : 5 }, this.log);
-    this.publisher.client.on('connect', () => this.metrics.mqttConnected.set(1));
-    this.publisher.client.on('close', () => this.metrics.mqttConnected.set(0));
+    this.publisher = this.parts.publisher({ ...c.mqtt, url, protocolVersion: this.broker ? 4 : 5 }, this.log);
+    this.publisher.onConnection((up) => this.metrics.mqttConnected.set(up ? 1 : 0));
     if (c.http.port > 0) this.http = await startHttp(c.http.host, c.http.port, () => this.health(), this.metrics, this.log);
-    this.pipeline = new Pipeline(this.engine, this.publisher, this.metrics, { rejectDeadlineMs: c.reject.deadlineMs, snapshot: c.snapshot }, this.log);
+    const sink = this.sinks.length > 0 ? new FanOutSink(this.publisher, this.sinks, this.log) : this.publisher;
+    this.pipeline = new Pipeline(this.engine, sink, this.metrics, { rejectDeadlineMs: c.reject.deadlineMs, snapshot: c.snapshot }, this.log);
     this.pipeline.start();
     for (const cam of c.cameras) this.addCamera(cam);
     this.statusTimer = setInterval(() => this.periodicStatus(), c.status.intervalMs);
@@ -74,14 +125,14 @@ export class Daemon {
 
   private addCamera(cfg: CameraConfig): void {
     const engine = this.engine as InferenceEngine;
-    const cam = new Camera(cfg, { width: engine.manifest.width, height: engine.manifest.height }, this.config.ingest, this.log);
+    const cam = this.parts.camera(cfg, { width: engine.manifest.width, height: engine.manifest.height }, this.config.ingest, this.log);
     this.cameras.set(cfg.id, cam);
     this.pipeline?.addCamera(cam);
     cam.on('repeat', () => this.metrics.repeated.inc({ camera: cam.id }));
     cam.on('state', (state) => {
       for (const s of CAMERA_STATES) this.metrics.cameraState.set({ camera: cam.id, state: s }, s === state ? 1 : 0);
       this.metrics.cameraRestarts.set({ camera: cam.id }, cam.restarts);
-      this.publisher?.publishCameraStatus(this.cameraStatus(cam));
+      this.publishCameraStatus(this.cameraStatus(cam));
     });
     this.log.info({ camera: cfg.id, url: redactUrl(cfg.url), roi: cfg.roi, fps: cfg.fps, decoder: cfg.decoder }, 'camera added');
     cam.start();
@@ -94,6 +145,7 @@ export class Daemon {
     this.pipeline?.removeCamera(id);
     await cam.stop();
     this.publisher?.forgetCamera(id);
+    for (const s of this.statusSinks) s.forgetCamera(id);
     this.log.info({ camera: id }, 'camera removed');
   }
 
@@ -116,7 +168,12 @@ export class Daemon {
     return { added, removed, changed };
   }
 
-  cameraStatus(cam: Camera): CameraStatusMessage {
+  private publishCameraStatus(s: CameraStatusMessage): void {
+    this.publisher?.publishCameraStatus(s);
+    for (const sink of this.statusSinks) sink.publishCameraStatus(s);
+  }
+
+  cameraStatus(cam: SupervisedCamera): CameraStatusMessage {
     const c = this.pipeline?.counter(cam.id) ?? { captured: 0, processed: 0, dropped: 0, ng: 0 };
     const m = this.engine?.manifest;
     const s: CameraStatusMessage = {
@@ -154,17 +211,17 @@ export class Daemon {
     return { ok: false, reason: `${since}; cameras: ${cams || 'none'}` };
   }
 
-  health(): Health {
+  health(now = Date.now()): Health {
     const base = {
       provider: this.engine?.provider ?? null,
       mqttConnected: this.publisher?.connected ?? false,
       cameras: Object.fromEntries([...this.cameras.values()].map((c) => [c.id, c.state])),
       lastProcessedAt: this.pipeline?.lastProcessedAt || null,
-      uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
+      uptimeS: Math.round((now - this.startedAt) / 1000),
     };
     if (!this.ready) return { ok: false, reason: this.engine ? 'not ready: waiting for the MQTT broker' : 'not ready: loading model', ...base };
     if (!this.publisher?.connected) return { ok: false, reason: 'MQTT broker not connected', ...base };
-    const p = this.processingHealth();
+    const p = this.processingHealth(now);
     if (!p.ok) return { ok: false, reason: p.reason, ...base };
     // A frozen camera looks alive (its decoder delivers) but shows an old image: not healthy, even if others are.
     const frozen = [...this.cameras.values()].filter((c) => c.state === 'frozen');
@@ -197,7 +254,7 @@ export class Daemon {
   private periodicStatus(): void {
     for (const cam of this.cameras.values()) {
       this.metrics.cameraRestarts.set({ camera: cam.id }, cam.restarts);
-      this.publisher?.publishCameraStatus(this.cameraStatus(cam));
+      this.publishCameraStatus(this.cameraStatus(cam));
     }
     const line = this.summary();
     this.log.info({ summary: true }, line);

@@ -1,4 +1,5 @@
-// Bare model throughput in onnxruntime-node: the ceiling the daemon is measured against (issue 3, item 12).
+// Bare model throughput in onnxruntime-node: the ceiling the daemon is measured against (bench/daemon/README.md,
+// docs/testing.md "Benchmarks").
 // Same session options as the daemon (src/infer/session.ts: CPU provider, graphOptimizationLevel "all", default
 // threads), same input (uint8 NHWC frames at the model size, here copies of real images decoded by sharp), no
 // ingest, no MQTT. Reports frames/s per batch size after a warm-up.

@@ -1,4 +1,5 @@
-// End-to-end daemon benchmark (issue 3, item 12). The machine is shared and its load swings by a factor of several
+// End-to-end daemon benchmark (bench/daemon/README.md, docs/testing.md "Benchmarks"). The machine is shared
+// and its load swings by a factor of several
 // within minutes, so the throughput ratio is measured INTERLEAVED: rounds of one segment end to end (cameras
 // running, the daemon working at full load) followed by one segment of the bare model in this process (cameras,
 // daemon and its ffmpeg children frozen with SIGSTOP), and the ratio is taken over the sums of all rounds (and per

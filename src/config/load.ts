@@ -5,8 +5,9 @@
 import convict from 'convict';
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { redactUrl } from '../redact';
 import { validateCameras } from './cameras';
-import { buildSchema, VALUE_FLAGS } from './schema';
+import { buildSchema, valueFlags } from './schema';
 import { DaemonConfig } from './types';
 
 export interface LoadInput {
@@ -55,11 +56,13 @@ function checkReadable(key: string, path: string, errors: string[]): void {
 }
 
 export function loadConfig(input: LoadInput): LoadResult {
+  const schema = buildSchema();
+  const flagNames = valueFlags(schema);
   const options: Record<string, { type: 'string' | 'boolean' }> = {
     config: { type: 'string' },
     help: { type: 'boolean' },
   };
-  for (const f of VALUE_FLAGS) options[f] = { type: 'string' };
+  for (const f of flagNames) options[f] = { type: 'string' };
   let flags: Record<string, string | boolean | undefined>;
   try {
     flags = parseArgs({ args: input.argv, options, strict: true, allowPositionals: false }).values;
@@ -70,7 +73,7 @@ export function loadConfig(input: LoadInput): LoadResult {
 
   const configFile = typeof flags.config === 'string' ? flags.config : null;
   const convictArgs: string[] = [];
-  for (const f of VALUE_FLAGS) {
+  for (const f of flagNames) {
     const v = flags[f];
     if (typeof v === 'string') convictArgs.push(`--${f}=${v}`);
   }
@@ -78,7 +81,7 @@ export function loadConfig(input: LoadInput): LoadResult {
   const errors: string[] = [];
   let conf: convict.Config<Record<string, unknown>>;
   try {
-    conf = convict(buildSchema() as unknown as convict.Schema<Record<string, unknown>>, {
+    conf = convict(schema as unknown as convict.Schema<Record<string, unknown>>, {
       env: input.env,
       args: convictArgs,
     });
@@ -149,9 +152,4 @@ export function redactConfig(c: DaemonConfig): unknown {
     cameras: c.cameras.map((cam) => ({ ...cam, url: redactUrl(cam.url) })),
     mqtt: { ...c.mqtt, url: redactUrl(c.mqtt.url), password: c.mqtt.password ? '[redacted]' : '' },
   };
-}
-
-/** Removes user:password from every URL in a text (rtsp://user:pw@host/... -> rtsp://***@host/...). */
-export function redactUrl(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1***@');
 }

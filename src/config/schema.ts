@@ -108,6 +108,7 @@ export function addFormats(): void {
     name: 'topic-prefix',
     validate(v: unknown) {
       if (typeof v !== 'string' || v.length === 0) throw new Error('must be a non-empty string');
+      // eslint-disable-next-line no-control-regex -- NUL is exactly what this check rejects
       if (/[+#\u0000]/.test(v)) throw new Error('must not contain MQTT wildcards (+, #) or NUL');
       if (v.startsWith('/') || v.endsWith('/')) throw new Error('must not start or end with "/"');
     },
@@ -205,5 +206,26 @@ export function buildSchema() {
   };
 }
 
-/** The command-line flags convict reads (each takes a value), for strict parsing in load.ts. */
-export const VALUE_FLAGS = ['cameras', 'model-dir', 'model-providers', 'mqtt-url', 'mqtt-topic-prefix', 'http-port', 'log-level'] as const;
+export type DaemonSchema = ReturnType<typeof buildSchema>;
+
+/** One configuration key: its dotted path and its schema entry (every entry has a `doc`). */
+export interface SchemaLeaf {
+  key: string;
+  spec: { doc: string; arg?: string; env?: string };
+}
+
+/** Every key of the schema, depth first in declaration order. */
+export function schemaLeaves(schema: object, prefix = ''): SchemaLeaf[] {
+  const out: SchemaLeaf[] = [];
+  for (const [name, value] of Object.entries(schema)) {
+    const key = prefix + name;
+    if (typeof (value as { doc?: unknown }).doc === 'string') out.push({ key, spec: value as SchemaLeaf['spec'] });
+    else out.push(...schemaLeaves(value as object, `${key}.`));
+  }
+  return out;
+}
+
+/** The command-line flags convict reads (each takes a value): the schema's `arg` entries, for strict parsing. */
+export function valueFlags(schema: object): string[] {
+  return schemaLeaves(schema).flatMap((l) => (l.spec.arg === undefined ? [] : [l.spec.arg]));
+}

@@ -1,4 +1,8 @@
-/** Reads and checks a model folder (docs/model-format.md, format etstpm-model/1). */
+/**
+ * Reads and checks a model folder (docs/model-format.md, format etstpm-model/1): the one reader of model.json, used
+ * by the daemon's session loader and the TensorRT engine build CLI alike. Node built-ins only, so the CLI needs
+ * neither onnxruntime nor the daemon's configuration to use it.
+ */
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -17,7 +21,10 @@ export interface ModelManifest {
   normalization: { threshold: number; min: number; max: number };
 }
 
-/** A model that cannot be used: main.ts exits with code 3 and prints the message (it names the file). */
+/**
+ * A model that cannot be used: main.ts and engine-build.ts exit with code 3 and print the message (it names the
+ * file).
+ */
 export class ModelError extends Error {
   override name = 'ModelError';
 }
@@ -32,23 +39,38 @@ function str(v: unknown, key: string, file: string): string {
   return v;
 }
 
+type Json = Record<string, unknown>;
+
+/** A JSON object, or {} for anything else, so a missing or mistyped section reports the key it lacks. */
+function obj(v: unknown): Json {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : {};
+}
+
+/** `ENOENT` reads as "file not found"; other codes are shown as they are. */
+function why(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' ? 'file not found' : code ?? (err as Error).message;
+}
+
 export function readManifest(dir: string): ModelManifest {
+  // Absolute but not realpath'd: the path string the daemon hands onnxruntime (/models/current/...), which is also
+  // what TensorRT's engine cache records.
   const abs = resolve(dir);
   const file = join(abs, 'model.json');
   let raw: string;
   try {
     raw = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ModelError(`${file}: cannot read model manifest (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new ModelError(`${file}: cannot read model manifest (${why(err)})`);
   }
-  let j: Record<string, any>;
+  let j: Json;
   try {
-    j = JSON.parse(raw) as Record<string, any>;
+    j = obj(JSON.parse(raw));
   } catch (err) {
     throw new ModelError(`${file}: not valid JSON (${(err as Error).message})`);
   }
   if (j.format !== 'etstpm-model/1') throw new ModelError(`${file}: format is ${JSON.stringify(j.format)}, expected "etstpm-model/1"`);
-  const input = j.input ?? {};
+  const input = obj(j.input);
   if (input.layout !== 'NHWC' || input.dtype !== 'uint8' || input.color !== 'RGB') {
     throw new ModelError(`${file}: input must be NHWC uint8 RGB, got ${input.layout}/${input.dtype}/${input.color}`);
   }
@@ -57,19 +79,19 @@ export function readManifest(dir: string): ModelManifest {
   if (!Number.isInteger(height) || !Number.isInteger(width) || height < 8 || width < 8) {
     throw new ModelError(`${file}: input.height/input.width must be integers >= 8`);
   }
-  const onnx = j.onnx ?? {};
+  const onnx = obj(j.onnx);
   const onnxFile = str(onnx.file, 'onnx.file', file);
   if (onnxFile.includes('/') || onnxFile.includes('\\')) throw new ModelError(`${file}: onnx.file must be a file name inside the model folder`);
   const sha = str(onnx.sha256, 'onnx.sha256', file).toLowerCase();
   if (!/^[0-9a-f]{64}$/.test(sha)) throw new ModelError(`${file}: onnx.sha256 must be 64 hex characters`);
-  const norm = j.normalization ?? {};
+  const norm = obj(j.normalization);
   const normalization = {
     threshold: num(norm.threshold, 'normalization.threshold', file),
     min: num(norm.min, 'normalization.min', file),
     max: num(norm.max, 'normalization.max', file),
   };
   if (!(normalization.max > normalization.min)) throw new ModelError(`${file}: normalization.max must be greater than normalization.min`);
-  const outputs = j.outputs ?? {};
+  const outputs = obj(j.outputs);
   return {
     dir: abs,
     onnxPath: join(abs, onnxFile),
@@ -83,7 +105,7 @@ export function readManifest(dir: string): ModelManifest {
       score: str(outputs.score ?? 'score', 'outputs.score', file),
     },
     sha256: sha,
-    threshold: num(j.threshold?.raw ?? normalization.threshold, 'threshold.raw', file),
+    threshold: num(obj(j.threshold).raw ?? normalization.threshold, 'threshold.raw', file),
     normalization,
   };
 }
@@ -105,7 +127,7 @@ export async function verifyModelFile(m: ModelManifest): Promise<void> {
   try {
     actual = await sha256File(m.onnxPath);
   } catch (err) {
-    throw new ModelError(`${m.onnxPath}: cannot read model (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new ModelError(`${m.onnxPath}: cannot read model (${why(err)})`);
   }
   if (actual !== m.sha256) {
     throw new ModelError(`${m.onnxPath}: sha256 ${actual} does not match model.json onnx.sha256 ${m.sha256} (corrupt or replaced file)`);

@@ -1,6 +1,6 @@
 /** MQTT topics and payloads (docs/mqtt.md). */
 import type { CameraState } from '../sources/camera';
-import type { Verdict } from '../score/normalise';
+import type { Verdict } from '../score/normalize';
 
 export interface ModelRef {
   name: string;

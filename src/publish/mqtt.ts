@@ -6,8 +6,9 @@
  */
 import { readFileSync } from 'node:fs';
 import mqtt, { IClientOptions, MqttClient } from 'mqtt';
-import { redactUrl } from '../config/load';
+import { redactUrl } from '../redact';
 import type { Logger } from '../log';
+import type { CameraStatusSink, ResultSink } from '../pipeline/interfaces';
 import { CameraStatusMessage, RejectMessage, ResultMessage, topics } from './messages';
 
 export interface MqttOptions {
@@ -38,7 +39,7 @@ export interface PublishCounters {
   snapshotsUnsent: number;
 }
 
-export class Publisher {
+export class Publisher implements ResultSink, CameraStatusSink {
   readonly client: MqttClient;
   readonly counters: PublishCounters = { results: 0, resultsUnsent: 0, congested: 0, rejects: 0, rejectsUnsent: 0, snapshots: 0, snapshotsUnsent: 0 };
   private readonly t: ReturnType<typeof topics>;
@@ -102,6 +103,12 @@ export class Publisher {
 
   get connected(): boolean {
     return this.client.connected;
+  }
+
+  /** Calls listener(true) on every (re)connect and listener(false) whenever the connection closes. */
+  onConnection(listener: (connected: boolean) => void): void {
+    this.client.on('connect', () => listener(true));
+    this.client.on('close', () => listener(false));
   }
 
   /** Resolves once connected (at once if already). */

@@ -4,7 +4,7 @@
  * then scale) until it fits the size cap.
  */
 import sharp from 'sharp';
-import { normaliseMapToBytes, Normalization } from '../score/normalise';
+import { normalizeMapToBytes, Normalization } from '../score/normalize';
 
 export interface SnapshotInput {
   frame: Buffer; // RGB24, width*height*3
@@ -32,9 +32,9 @@ const MIN_SIDE = 32;
 
 async function overlay(input: SnapshotInput): Promise<Buffer> {
   const { width, height } = input;
-  const mapBytes = Buffer.from(normaliseMapToBytes(input.map, input.normalization).buffer);
+  const mapBytes = Buffer.from(normalizeMapToBytes(input.map, input.normalization).buffer);
   const grey = { raw: { width, height, channels: 1 as const } };
-  // Heat: alpha ramps from 0 at normalised 0.25 to full at 0.75 (byte 64..192), via one linear op in libvips.
+  // Heat: alpha ramps from 0 at normalized 0.25 to full at 0.75 (byte 64..192), via one linear op in libvips.
   const heatAlpha = await sharp(mapBytes, grey).linear(2, -128).extractChannel(0).raw().toBuffer();
   const mask = await sharp(mapBytes, grey).threshold(128).extractChannel(0).raw().toBuffer();
   const dilated = await sharp(mask, grey).dilate(2).extractChannel(0).raw().toBuffer();

@@ -7,9 +7,10 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { createInterface } from 'node:readline';
-import { redactUrl } from '../config/load';
+import { redactUrl } from '../redact';
 import { CameraConfig } from '../config/types';
 import type { Logger } from '../log';
+import type { FrameSource } from '../pipeline/interfaces';
 import { Backoff } from './backoff';
 import { DecoderLevel, formatText, InputFormatReader, isProblem, parseDecoderLine, SourceFormat } from './decoder-log';
 import { DecoderCommand, ffmpegCommand, FrameSize, jetsonGstCommand } from './ffmpeg-args';
@@ -45,7 +46,7 @@ export interface CameraEvents {
 /** How long a decoder gets to exit after SIGTERM before SIGKILL. */
 const KILL_GRACE_MS = 1500;
 
-export class Camera extends EventEmitter<CameraEvents> {
+export class Camera extends EventEmitter<CameraEvents> implements FrameSource {
   state: CameraState = 'stopped';
   error: string | undefined;
   since = Date.now();

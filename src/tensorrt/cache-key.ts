@@ -37,7 +37,7 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 const VERSION = /^\d+(\.\d+){1,3}$/;
 const COMPUTE_CAPABILITY = /^\d+\.\d+$/;
 
-/** Throws an Error naming every invalid field; returns the inputs normalised (lower-case sha256). */
+/** Throws an Error naming every invalid field; returns the inputs normalized (lower-case sha256). */
 export function validateEngineKeyInputs(inputs: EngineKeyInputs): EngineKeyInputs {
   const problems: string[] = [];
   const sha = String(inputs.modelSha256 ?? '').toLowerCase();

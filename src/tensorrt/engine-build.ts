@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { ModelError, readManifest, verifyModelFile } from '../infer/manifest';
 import {
   clearEngineDir,
   listEngineFiles,
@@ -21,7 +22,6 @@ import {
   writeReadyMarker,
   type ReadyMarker,
 } from './engine-cache';
-import { ModelCheckError, readEngineModelInfo, verifyModelFile } from './model-info';
 import { probePlatform, type PlatformFacts } from './platform';
 import { isProviderUnavailableError, onnxruntimeNodeVersion, resolveTensorRt } from './provider-plan';
 import { executionProviders } from './provider-options';
@@ -166,10 +166,10 @@ export async function runEngineBuild(o: EngineBuildOptions, deps: EngineBuildDep
 
   let info;
   try {
-    info = readEngineModelInfo(o.modelDir);
+    info = readManifest(o.modelDir);
     await verifyModelFile(info);
   } catch (e) {
-    if (e instanceof ModelCheckError) return { exitCode: EXIT.model, message: `model: ${e.message}` };
+    if (e instanceof ModelError) return { exitCode: EXIT.model, message: `model: ${e.message}` };
     throw e;
   }
 

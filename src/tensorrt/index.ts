@@ -3,7 +3,6 @@
 // engine-build.ts.
 export * from './cache-key';
 export * from './engine-cache';
-export * from './model-info';
 export * from './platform';
 export * from './provider-options';
 export * from './provider-plan';

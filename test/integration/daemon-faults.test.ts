@@ -1,7 +1,8 @@
-// Item 10 of issue 3: the daemon against real parts (mosquitto, gst-rtsp-server cameras streaming real images from
+// Streaming contract and faults (docs/testing.md, "Integration tests"): the daemon against real parts
+// (mosquitto, gst-rtsp-server cameras streaming real images from
 // ../shared, a real ONNX model in onnxruntime-node) while those parts fail. Each fault test asserts the daemon keeps
 // running, reports the fault on its camera status topic where it can, and resumes within seconds once the fault
-// clears. Topics and payloads are the contract in DAEMON_API.md ("MQTT").
+// clears. Topics and payloads are the contract in docs/mqtt.md.
 import assert from 'node:assert/strict';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -59,7 +60,7 @@ describe('daemon with real mosquitto + RTSP cameras', { skip }, () => {
         assert.equal(r.camera, 'cam1');
         assert.equal(typeof r.seq, 'number');
         assert.ok(Math.abs(r.capturedAt - Date.now()) < 60000, 'capturedAt is epoch ms');
-        assert.ok(r.score >= 0 && r.score <= 1, `score normalised to [0,1]: ${r.score}`);
+        assert.ok(r.score >= 0 && r.score <= 1, `score normalized to [0,1]: ${r.score}`);
         assert.equal(typeof r.rawScore, 'number');
         assert.equal(r.verdict, r.score >= 0.5 ? 'ng' : 'ok', 'verdict = score >= 0.5');
         assert.ok(r.latencyMs >= 0 && r.latencyMs < 30000, `latencyMs ${r.latencyMs}`);
@@ -69,7 +70,7 @@ describe('daemon with real mosquitto + RTSP cameras', { skip }, () => {
       const n = h.model.manifest.normalization;
       for (const r of rs) {
         const expect = Math.min(1, Math.max(0, (r.rawScore - n.threshold) / (n.max - n.min) + 0.5));
-        assert.ok(Math.abs(r.score - expect) < 1e-6, `score = normalised(rawScore) per docs/model-format.md`);
+        assert.ok(Math.abs(r.score - expect) < 1e-6, `score = normalized(rawScore) per docs/model-format.md`);
       }
       assert.ok(h.mqtt.on(h.topic('cam1', 'result')).every((m) => m.qos === 0), 'results are QoS 0');
       const st = await waitStatus(h, 'cam1', (s) => s.state === 'streaming' && s.processed > 0, FAULT_MS);

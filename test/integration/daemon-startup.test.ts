@@ -1,4 +1,4 @@
-// Start-up refusals (contract: DAEMON_API.md "Build / run"): invalid configuration exits 2 with one
+// Start-up refusals (exit codes: docs/daemon.md; keys: docs/configuration.md): invalid configuration exits 2 with one
 // `config: <key>: <why>` line per problem; a model that cannot be loaded (missing, sha256 mismatch, not an ONNX
 // graph, wrong input contract) exits 3 with a message naming the file and the problem. Real daemon process, real
 // (test) ONNX model; no broker needed because the daemon must refuse before serving anything.

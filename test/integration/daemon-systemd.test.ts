@@ -91,7 +91,8 @@ describe('systemd notify + watchdog against a real NOTIFY_SOCKET', { skip }, () 
     }
   });
 
-  // DAEMON_API.md: "NOTIFY_SOCKET (unix datagram, also abstract "@...")". systemd itself hands out a path socket
+  // docs/daemon.md ("systemd"): NOTIFY_SOCKET is a unix datagram socket, also abstract ("@..."). systemd itself
+  // hands out a path socket
   // (/run/systemd/notify), but containers and other supervisors may pass an abstract one.
   test('abstract NOTIFY_SOCKET (@name) receives READY=1', async () => {
     const h = new Harness();

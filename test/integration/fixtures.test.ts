@@ -130,8 +130,7 @@ describe('test model fixture', { skip: missing('venv') }, () => {
   let dir = '';
   before(() => { dir = makeTestModel(join(tmp.dir, 'model'), { size: 32 }).dir; });
   test('honours the etstpm-model/1 I/O contract in onnxruntime-node', async () => {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const ort = require('onnxruntime-node') as typeof import('onnxruntime-node');
+    const ort = await import('onnxruntime-node');
     const s = await ort.InferenceSession.create(join(dir, 'model.onnx'));
     assert.deepEqual(s.inputNames, ['frames']);
     assert.deepEqual([...s.outputNames].sort(), ['anomaly_map', 'score']);

@@ -1,4 +1,4 @@
-// Item 11 of issue 3 (parity): real test images (hazelnut_toy from ../shared) streamed through a real RTSP server
+// Parity (docs/testing.md, "Parity"): real test images (hazelnut_toy from ../shared) streamed through a real RTSP server
 // into the daemon must score as the training toolkit scores them offline with the same model.
 //
 // The model is a real (tiny) ET-STPM trained and exported by the toolkit's CLI (`etstpm train` 1 epoch, 16 images,

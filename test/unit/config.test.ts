@@ -3,7 +3,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { loadConfig, redactConfig, redactUrl } from '../../src/config/load';
+import { loadConfig, redactConfig } from '../../src/config/load';
+import { buildSchema, DaemonSchema, schemaLeaves, valueFlags } from '../../src/config/schema';
+import type { DaemonConfig } from '../../src/config/types';
+import { redactUrl } from '../../src/redact';
 
 function errors(argv: string[], env: NodeJS.ProcessEnv = {}): string[] {
   const r = loadConfig({ argv, env });
@@ -17,6 +20,45 @@ function tmpFile(content: string): string {
   writeFileSync(f, content);
   return f;
 }
+
+/** Dotted keys of a configuration type: arrays and scalars are keys, nested objects are walked. */
+type ConfigKeys<T> = {
+  [K in keyof T & string]: T[K] extends readonly unknown[] | string | number | boolean | null ? K : `${K}.${ConfigKeys<T[K]>}`;
+}[keyof T & string];
+/** Dotted keys of the convict schema: entries with a `doc` are keys, other objects are walked. */
+type SchemaKeys<S> = { [K in keyof S & string]: S[K] extends { doc: string } ? K : `${K}.${SchemaKeys<S[K]>}` }[keyof S & string];
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+
+/** The same walk at run time, over a loaded configuration. */
+function configKeys(v: Record<string, unknown>, prefix = ''): string[] {
+  return Object.entries(v).flatMap(([k, x]) =>
+    x !== null && typeof x === 'object' && !Array.isArray(x) ? configKeys(x as Record<string, unknown>, `${prefix}${k}.`) : [prefix + k],
+  );
+}
+
+describe('config keys are declared once', () => {
+  it('the schema has exactly the keys of the DaemonConfig type, and loadConfig returns exactly those', () => {
+    // Compile-time half: a key added to or missing from either side makes this test fail to build.
+    const same: Same<SchemaKeys<DaemonSchema>, ConfigKeys<DaemonConfig>> = true;
+    assert.equal(same, true);
+    const schemaKeys = schemaLeaves(buildSchema()).map((l) => l.key);
+    const r = loadConfig({ argv: [], env: {} });
+    assert.equal(r.kind, 'ok');
+    if (r.kind !== 'ok') return;
+    assert.deepEqual(configKeys(r.config as unknown as Record<string, unknown>).sort(), [...schemaKeys].sort());
+    assert.ok(schemaKeys.length >= 30, `only ${schemaKeys.length} keys found: the walk is broken`);
+  });
+
+  it('the command-line flags are the schema\'s arg entries, and each one works', () => {
+    const flags = valueFlags(buildSchema());
+    assert.deepEqual(flags, ['cameras', 'model-dir', 'model-providers', 'mqtt-url', 'mqtt-topic-prefix', 'http-port', 'log-level']);
+    const r = loadConfig({ argv: ['--model-dir', '/m', '--mqtt-topic-prefix', 'p', '--log-level', 'warn'], env: {} });
+    assert.equal(r.kind, 'ok');
+    if (r.kind !== 'ok') return;
+    assert.deepEqual([r.config.model.dir, r.config.mqtt.topicPrefix, r.config.log.level], ['/m', 'p', 'warn']);
+    assert.match(errors(['--model-tensorrt-fp16', 'false'])[0], /^command line: .*--model-tensorrt-fp16/);
+  });
+});
 
 describe('config', () => {
   it('no configuration at all gives the demo defaults', () => {

@@ -1,43 +1,186 @@
+/**
+ * The daemon's health and readiness with its parts given from outside (DaemonDeps): the real model and pipeline,
+ * an output and a camera the test drives, so each state is reached through the daemon's own code.
+ */
 import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load';
-import { Daemon } from '../../src/daemon';
-import { Pipeline } from '../../src/pipeline';
-import { Publisher } from '../../src/publish/mqtt';
-import { silentLog } from './helpers';
+import type { CameraConfig, DaemonConfig } from '../../src/config/types';
+import { Daemon, StatusPublisher, SupervisedCamera } from '../../src/daemon';
+import type { ResultSink } from '../../src/pipeline';
+import type { CameraStatusMessage, RejectMessage, ResultMessage } from '../../src/publish/messages';
+import type { CameraState } from '../../src/sources/camera';
+import { silentLog, TINY_MODEL, until } from './helpers';
 
-function daemon(): Daemon {
-  const r = loadConfig({ argv: ['--http-port', '0'], env: {} });
+/** An output the test connects and disconnects; records what it is given. */
+class TestOutput implements StatusPublisher {
+  connected = false;
+  readonly results: ResultMessage[] = [];
+  readonly statuses: CameraStatusMessage[] = [];
+  readonly forgotten: string[] = [];
+  closed = false;
+  private readonly listeners: ((up: boolean) => void)[] = [];
+  private readonly waiters: (() => void)[] = [];
+
+  setConnected(up: boolean): void {
+    this.connected = up;
+    for (const l of this.listeners) l(up);
+    if (up) for (const w of this.waiters.splice(0)) w();
+  }
+  onConnection(listener: (up: boolean) => void): void {
+    this.listeners.push(listener);
+  }
+  waitConnected(): Promise<void> {
+    return this.connected ? Promise.resolve() : new Promise((r) => this.waiters.push(r));
+  }
+  publishResult(r: ResultMessage): boolean {
+    if (!this.connected) return false;
+    this.results.push(r);
+    return true;
+  }
+  publishReject(_r: RejectMessage): boolean {
+    return this.connected;
+  }
+  publishSnapshot(): boolean {
+    return this.connected;
+  }
+  publishCameraStatus(s: CameraStatusMessage): void {
+    this.statuses.push(s);
+  }
+  forgetCamera(camera: string): void {
+    this.forgotten.push(camera);
+  }
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}
+
+/** A camera whose frames and state the test sets. */
+class TestCamera extends EventEmitter implements SupervisedCamera {
+  state: CameraState = 'stopped';
+  error: string | undefined;
+  since = Date.now();
+  captured = 0;
+  restarts = 0;
+  repeated = 0;
+  lastFrameAt = 0;
+  lastNewFrameAt = 0;
+  constructor(readonly config: CameraConfig) {
+    super();
+  }
+  get id(): string {
+    return this.config.id;
+  }
+  fps(): number {
+    return 0;
+  }
+  start(): void {
+    this.state = 'streaming';
+    this.emit('state', this.state, undefined);
+  }
+  async stop(): Promise<void> {
+    this.state = 'stopped';
+    this.emit('state', this.state, undefined);
+  }
+  push(value: number): void {
+    this.captured++;
+    this.emit('frame', Buffer.alloc(64 * 64 * 3, value), Date.now());
+  }
+}
+
+function config(): DaemonConfig {
+  const r = loadConfig({
+    argv: ['--http-port', '0', '--model-dir', TINY_MODEL, '--model-providers', 'cpu', '--cameras', '[{"id":"a","url":"synthetic://"}]'],
+    env: {},
+  });
   assert.equal(r.kind, 'ok');
-  return new Daemon((r as { config: import('../../src/config/types').DaemonConfig }).config, silentLog(), { env: {} });
+  return (r as { config: DaemonConfig }).config;
+}
+
+function parts() {
+  const out = new TestOutput();
+  const cams: TestCamera[] = [];
+  const deps = {
+    env: {},
+    publisher: () => out,
+    camera: (cfg: CameraConfig) => {
+      const c = new TestCamera(cfg);
+      cams.push(c);
+      return c;
+    },
+  };
+  return { out, cams, deps };
 }
 
 describe('health', () => {
-  it('503 with a reason until ready; watchdog health follows frames really processed', () => {
-    const d = daemon();
+  it('503 with a reason until ready; watchdog health follows frames really processed', async () => {
+    const { out, cams, deps } = parts();
+    const d = new Daemon(config(), silentLog(), deps);
     const h0 = d.health();
     assert.equal(h0.ok, false);
     assert.equal(h0.reason, 'not ready: loading model');
     assert.deepEqual(d.processingHealth(), { ok: false, reason: 'starting' });
+    try {
+      await d.start();
+      assert.equal(d.health().reason, 'not ready: waiting for the MQTT broker');
 
-    // Ready, connected, but nothing processed yet, then processed just now, then long ago.
-    const pipeline = { lastProcessedAt: 0, counters: new Map(), inferenceP50: () => 0 } as unknown as Pipeline;
-    d.pipeline = pipeline;
-    d.publisher = { connected: true } as unknown as Publisher;
-    d.ready = true;
-    assert.match(String(d.health().reason), /^no frame processed yet; cameras: none$/);
-    pipeline.lastProcessedAt = Date.now();
-    assert.equal(d.health().ok, true);
-    assert.equal(d.processingHealth().ok, true);
-    pipeline.lastProcessedAt = Date.now() - 6000; // stallTimeoutMs defaults to 5000
-    assert.match(String(d.processingHealth().reason), /^no frame processed for 6\d\d\d ms/);
-    assert.equal(d.health().ok, false);
+      // Ready, connected, but nothing processed yet, then processed just now, then long ago.
+      out.setConnected(true);
+      await until(() => d.ready, 5000, 'ready');
+      assert.equal(await d.metrics.mqttConnected.get().then((g) => g.values[0]?.value), 1);
+      assert.match(String(d.health().reason), /^no frame processed yet; cameras: a=streaming$/);
+      cams[0].push(127);
+      await until(() => out.results.length === 1, 5000, 'the frame scored and published');
+      assert.equal(d.health().ok, true);
+      assert.equal(d.processingHealth().ok, true);
+      const later = Date.now() + 6000; // stallTimeoutMs defaults to 5000
+      assert.match(String(d.processingHealth(later).reason), /^no frame processed for 6\d\d\d ms; cameras: a=streaming$/);
+      assert.equal(d.health(later).ok, false);
 
-    // Broker down: the daemon is unhealthy for operators, but the watchdog keeps pinging (a restart cannot help).
-    pipeline.lastProcessedAt = Date.now();
-    d.publisher = { connected: false } as unknown as Publisher;
-    assert.equal(d.health().ok, false);
-    assert.equal(d.health().reason, 'MQTT broker not connected');
-    assert.equal(d.processingHealth().ok, true);
+      // Broker down: the daemon is unhealthy for operators, but the watchdog keeps pinging (a restart cannot help).
+      out.setConnected(false);
+      assert.equal(await d.metrics.mqttConnected.get().then((g) => g.values[0]?.value), 0);
+      assert.equal(d.health().ok, false);
+      assert.equal(d.health().reason, 'MQTT broker not connected');
+      assert.equal(d.processingHealth().ok, true);
+    } finally {
+      await d.stop();
+      await d.engine?.close();
+    }
+    assert.equal(out.closed, true);
+  });
+
+  it('outputs given beside MQTT get every result and, if they take them, camera statuses', async () => {
+    const { out, cams, deps } = parts();
+    const extra = new TestOutput();
+    extra.connected = true;
+    const plain: ResultSink & { results: ResultMessage[] } = {
+      connected: true,
+      results: [],
+      publishResult(r) {
+        this.results.push(r);
+        return true;
+      },
+      publishReject: () => true,
+      publishSnapshot: () => true,
+    };
+    const d = new Daemon(config(), silentLog(), { ...deps, sinks: [extra, plain] });
+    try {
+      await d.start();
+      out.setConnected(true);
+      await until(() => d.ready, 5000, 'ready');
+      cams[0].push(127);
+      await until(() => out.results.length === 1 && extra.results.length === 1 && plain.results.length === 1, 5000, 'a result on each output');
+      assert.deepEqual(extra.results[0], out.results[0]);
+      assert.deepEqual(plain.results[0], out.results[0]);
+      assert.ok(extra.statuses.some((s) => s.camera === 'a' && s.state === 'streaming'));
+      await d.reloadCameras([]);
+      assert.deepEqual(extra.forgotten, ['a']);
+      assert.deepEqual(out.forgotten, ['a']);
+    } finally {
+      await d.stop();
+      await d.engine?.close();
+    }
   });
 });

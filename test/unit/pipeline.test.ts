@@ -3,14 +3,12 @@ import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import { Metrics } from '../../src/health/metrics';
 import { InferenceEngine } from '../../src/infer/session';
-import { Pipeline, PipelineOptions } from '../../src/pipeline';
+import { FanOutSink, FrameSource, Pipeline, PipelineOptions, ResultSink } from '../../src/pipeline';
 import { RejectMessage, ResultMessage } from '../../src/publish/messages';
-import { Publisher } from '../../src/publish/mqtt';
-import { Camera } from '../../src/sources/camera';
-import { silentLog, TINY_MODEL, until } from './helpers';
+import { captureLog, silentLog, TINY_MODEL, until } from './helpers';
 
 /** Records what the pipeline publishes (the MQTT side is covered by the smoke and integration tests). */
-class RecordingPublisher {
+class RecordingPublisher implements ResultSink {
   connected = true;
   results: ResultMessage[] = [];
   rejects: RejectMessage[] = [];
@@ -21,17 +19,19 @@ class RecordingPublisher {
     return true;
   }
   publishReject(r: RejectMessage): boolean {
+    if (!this.connected) return false;
     this.rejects.push(r);
     return true;
   }
   publishSnapshot(camera: string, data: Buffer, _ct: string, user: Record<string, string>): boolean {
+    if (!this.connected) return false;
     this.snapshots.push({ camera, bytes: data.length, user });
     return true;
   }
 }
 
 /** Stands in for a Camera: the pipeline only listens to 'frame' and reads id/captured. */
-class FakeCamera extends EventEmitter {
+class FakeCamera extends EventEmitter implements FrameSource {
   captured = 0;
   constructor(readonly id: string) {
     super();
@@ -46,7 +46,7 @@ async function setup(snapshot: PipelineOptions['snapshot'] = { onNg: true, every
   const engine = await InferenceEngine.load({ modelDir: TINY_MODEL, providers: ['cpu'], maxBatch: 4, tensorrt: { cacheDir: '/tmp/x', fp16: false } }, silentLog());
   const pub = new RecordingPublisher();
   const metrics = new Metrics();
-  const p = new Pipeline(engine, pub as unknown as Publisher, metrics, { rejectDeadlineMs: 500, snapshot }, silentLog());
+  const p = new Pipeline(engine, pub, metrics, { rejectDeadlineMs: 500, snapshot }, silentLog());
   return { engine, pub, metrics, p };
 }
 
@@ -54,7 +54,7 @@ describe('pipeline', () => {
   it('frames ready from several cameras run as one batch; each gets its own result', async () => {
     const { engine, pub, metrics, p } = await setup();
     const cams = ['a', 'b', 'c'].map((id) => new FakeCamera(id));
-    for (const c of cams) p.addCamera(c as unknown as Camera);
+    for (const c of cams) p.addCamera(c);
     cams[0].push(127); // ok: raw 0.002
     cams[1].push(0); // ng: raw 0.5 >= threshold 0.45
     cams[2].push(127);
@@ -65,7 +65,7 @@ describe('pipeline', () => {
     const byCam = Object.fromEntries(pub.results.map((r) => [r.camera, r]));
     assert.equal(byCam.a.verdict, 'ok');
     assert.equal(byCam.b.verdict, 'ng');
-    // raw max of mean |x/255 - 0.5| for black = 0.5; normalised (0.5 - 0.45) / (0.5 - 0) + 0.5 = 0.6
+    // raw max of mean |x/255 - 0.5| for black = 0.5; normalized (0.5 - 0.45) / (0.5 - 0) + 0.5 = 0.6
     assert.ok(Math.abs(byCam.b.score - 0.6) < 1e-6);
     assert.ok(Math.abs(byCam.b.rawScore - 0.5) < 1e-6);
     assert.deepEqual(byCam.b.model, { name: engine.manifest.name, version: engine.manifest.version });
@@ -82,7 +82,7 @@ describe('pipeline', () => {
   it('a newer frame replaces an unprocessed one: dropped is counted, the newest seq is processed', async () => {
     const { engine, pub, p } = await setup();
     const cam = new FakeCamera('a');
-    p.addCamera(cam as unknown as Camera);
+    p.addCamera(cam);
     cam.push(1);
     cam.push(2);
     cam.push(3);
@@ -97,7 +97,7 @@ describe('pipeline', () => {
   it('snapshot.everyN also snapshots OK frames; nothing is published while offline', async () => {
     const { engine, pub, metrics, p } = await setup({ onNg: false, everyN: 2, format: 'png', maxBytes: 262144 });
     const cam = new FakeCamera('a');
-    p.addCamera(cam as unknown as Camera);
+    p.addCamera(cam);
     p.start();
     for (let i = 0; i < 4; i++) {
       cam.push(127);
@@ -113,5 +113,47 @@ describe('pipeline', () => {
     assert.equal(unsent?.value, 1);
     await p.stop();
     await engine.close();
+  });
+});
+
+describe('FanOutSink', () => {
+  const result: ResultMessage = {
+    camera: 'a', seq: 1, capturedAt: 1, score: 0.7, rawScore: 0.5, verdict: 'ng', latencyMs: 3, model: { name: 'm', version: 'v' },
+  };
+  const reject: RejectMessage = { camera: 'a', seq: 1, capturedAt: 1, deadline: 501, score: 0.7 };
+
+  it('every output gets every message; the primary answers for the pipeline; a throwing output is logged and skipped', () => {
+    const primary = new RecordingPublisher();
+    const other = new RecordingPublisher();
+    const broken: ResultSink = {
+      connected: true,
+      publishResult: () => {
+        throw new Error('link down');
+      },
+      publishReject: () => false,
+      publishSnapshot: () => false,
+    };
+    const log = captureLog('warn');
+    const fan = new FanOutSink(primary, [broken, other], log.log);
+    assert.equal(fan.publishResult(result), true);
+    assert.equal(fan.publishReject(reject), true);
+    assert.equal(fan.publishSnapshot('a', Buffer.alloc(3), 'image/jpeg', { camera: 'a' }), true);
+    for (const s of [primary, other]) {
+      assert.deepEqual(s.results, [result]);
+      assert.deepEqual(s.rejects, [reject]);
+      assert.equal(s.snapshots.length, 1);
+    }
+    assert.deepEqual(log.lines.map((l) => [l.msg, l.kind, l.err]), [['output failed; message skipped for it', 'result', 'link down']]);
+
+    // Primary offline: its "not sent" is what the pipeline counts; the others still get the message, and a
+    // snapshot is still worth rendering while one output is connected.
+    primary.connected = false;
+    assert.equal(fan.connected, true);
+    assert.equal(fan.publishResult(result), false);
+    assert.equal(other.results.length, 2);
+    other.connected = false;
+    assert.equal(fan.publishSnapshot('a', Buffer.alloc(3), 'image/jpeg', {}), false);
+    assert.equal(other.snapshots.length, 1, 'a disconnected output is not handed snapshots');
+    assert.equal(new FanOutSink(primary, [other], log.log).connected, false);
   });
 });

@@ -15,7 +15,7 @@ describe('NewestFrameSlots', () => {
     assert.equal(s.dropped.get('a'), 2);
     assert.equal(s.dropped.get('b'), undefined);
     const taken = s.take(10);
-    assert.deepEqual(taken.map((f) => [f.camera, f.seq]), [['b', 1], ['a', 3]].sort((x, y) => (x[0] === 'a' ? 1 : -1)));
+    assert.deepEqual(taken.map((f) => [f.camera, f.seq]), [['b', 1], ['a', 3]].sort((x, _y) => (x[0] === 'a' ? 1 : -1)));
     assert.equal(s.size, 0);
   });
 

@@ -31,6 +31,8 @@ function makeModelDir(onnxBytes: Buffer, shaOverride?: string): string {
     input: { name: 'frames', layout: 'NHWC', dtype: 'uint8', color: 'RGB', height: 64, width: 48 },
     outputs: { anomaly_map: 'anomaly_map', score: 'score' },
     onnx: { file: 'model.onnx', sha256: sha, opset: 17 },
+    threshold: { raw: 0.5 },
+    normalization: { method: 'minmax', threshold: 0.5, min: 0, max: 1 },
   }));
   return dir;
 }
@@ -87,7 +89,7 @@ test('engine build CLI: usage error exits 2', () => {
 test('engine build CLI: a bad model folder exits 3 naming the file and the problem', () => {
   const absent = run(['--model-dir', path.join(os.tmpdir(), 'no-such-model-dir'), '--cache-dir', os.tmpdir()]);
   assert.equal(absent.code, 3);
-  assert.match(absent.stderr, /no-such-model-dir\/model\.json: file not found/);
+  assert.match(absent.stderr, /no-such-model-dir\/model\.json: cannot read model manifest \(file not found\)/);
 
   const dir = makeModelDir(Buffer.from('not really onnx'), 'f'.repeat(64));
   try {

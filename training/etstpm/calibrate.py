@@ -1,11 +1,12 @@
-"""`etstpm calibrate`: decision threshold and score normalisation from normal images only (see docs/model-format.md).
+"""`etstpm calibrate`: decision threshold and score normalization from normal images only (see docs/model-format.md).
 
 - normal-quantile (default): threshold = (1 - frr) quantile of the image scores of the held-out part of train/good,
   i.e. the target false-reject rate on normal parts;
 - f1-optimal: given a labelled validation set (MVTec layout, its test/ folder) that is not the evaluation set,
   the threshold that maximises F1 there.
-In both cases min/max of the normalisation come from the held-out normal images: min = smallest anomaly-map value,
-max = largest image score, so normalised(r) = clamp((r - threshold) / (max - min) + 0.5, 0, 1) puts the threshold at 0.5.
+In both cases min/max of the normalization come from the held-out normal images: min = smallest anomaly-map value,
+max = largest image score, so normalized(r) = clamp((r - threshold) / (max - min) + 0.5, 0, 1) puts the threshold
+at 0.5.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def holdout_samples(meta: dict) -> list[data.Sample]:
     names = set(meta.get("holdout_images") or [])
     if not names:
         raise RunError("the run has no held-out train/good images (trained with --holdout 0); "
-                       "calibrate needs them for the normalisation")
+                       "calibrate needs them for the normalization")
     samples = [s for s in data.train_samples(meta["data"], meta["category"]) if Path(s.path).name in names]
     if len(samples) != len(names):
         raise RunError(f"held-out images of the run are missing under {meta['data']}/{meta['category']}/train/good")

@@ -6,12 +6,10 @@ import json
 import logging
 import sys
 
-from .data import DatasetError
-from .errors import ConfigError
+from .errors import ConfigError, EtstpmError
 from .membank import MembankConfig
-from .run import METHODS, RunError
+from .run import METHODS
 from .train import DEFAULT_METHOD
-from .weights import WeightsError
 
 
 def _positive_int(s: str) -> int:
@@ -111,8 +109,31 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="image/pixel AUROC and AU-PRO of a run on a test set",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--run", required=True, help="run folder written by `etstpm train`")
+    p.add_argument("--data", required=True, help="dataset root in MVTec AD layout")
+    p.add_argument("--category", required=True, help="category folder under --data (its test/ is evaluated)")
+    p.add_argument("--json", required=True, metavar="OUT", help="write the results here (JSON)")
+    p.add_argument("--figures", default=None, metavar="DIR", help="write PNG figures (maps, ROC curves) here")
+    p.add_argument("--figure-samples", type=int, default=2, help="test images per defect type in the map figures")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--batch-size", type=_positive_int, default=16)
+    p.add_argument("--image-size", type=int, default=None, help="default: the run's training size")
+    p.add_argument("--fpr-limit", type=float, default=0.3, help="AU-PRO integration limit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from .evaluate import evaluate_command
+
+    return evaluate_command(a)
+
+
 def _add_calibrate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate", help="choose the decision threshold and score normalisation of a run",
+    p = sub.add_parser("calibrate", help="choose the decision threshold and score normalization of a run",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--run", required=True)
     p.add_argument("--frr", type=float, default=0.01, help="target false-reject rate on the held-out normal images")
@@ -140,7 +161,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default=None, help="model name (default: <category>-etstpm)")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--allow-uncalibrated", action="store_true",
-                   help="export a run without calibration (threshold/normalisation null)")
+                   help="export a run without calibration (threshold/normalization null)")
     p.add_argument("--bank-fp16", action="store_true",
                    help="memory bank runs: store the bank as float16 in the ONNX file (half the size; computed in "
                         "float32)")
@@ -164,12 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "with other jobs, 1 avoids OpenMP threads waiting on each other")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
-    try:
-        from . import evaluate  # TRAINING-EVAL's module adds the `evaluate` subcommand
-    except ImportError:
-        evaluate = None
-    if evaluate is not None and hasattr(evaluate, "register"):
-        evaluate.register(sub)
+    _add_evaluate(sub)
     _add_calibrate(sub)
     _add_export(sub)
     return parser
@@ -187,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().addHandler(console)
     try:
         return int(args.func(args) or 0)
-    except (DatasetError, WeightsError, RunError, ConfigError) as e:
+    except EtstpmError as e:
         print(f"etstpm {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

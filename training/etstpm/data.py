@@ -10,8 +10,9 @@ Images may be .png/.jpg/.jpeg/.bmp/.tif(f), colour or grey, any size. Every imag
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Literal, NamedTuple, Sequence
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -19,13 +20,10 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from . import IMAGENET_MEAN, IMAGENET_STD
+from .errors import DatasetError  # defined there; importable from here too
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 Split = Literal["train", "test"]
-
-
-class DatasetError(ValueError):
-    """A dataset folder or file is missing, empty, unreadable or inconsistent; the message names it."""
 
 
 class Sample(NamedTuple):
@@ -137,7 +135,7 @@ _STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """uint8 [H, W, 3] -> float32 [3, H, W], ImageNet mean/std normalised (the same arithmetic as the ONNX graph)."""
+    """uint8 [H, W, 3] -> float32 [3, H, W], ImageNet mean/std normalized (the same arithmetic as the ONNX graph)."""
     x = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
     return (x - _MEAN) / _STD
 
@@ -215,8 +213,8 @@ class AnomalyDataset(Dataset):
         else:
             mask = torch.zeros(1, self.image_size, self.image_size)
         has_mask = s.label == 0 or s.mask_path is not None
-        return {"image": image, "mask": mask, "has_mask": has_mask, "label": s.label, "defect": s.defect, "path": s.path,
-                "index": i}
+        return {"image": image, "mask": mask, "has_mask": has_mask, "label": s.label, "defect": s.defect,
+                "path": s.path, "index": i}
 
 
 def split_holdout(samples: Sequence[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:

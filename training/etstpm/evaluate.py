@@ -1,6 +1,6 @@
 """`etstpm evaluate`: score a trained run on a test set; metrics overall and per defect type, table, JSON, figures.
 
-Metrics (see etstpm.metrics): image AUROC, pixel AUROC, AU-PRO (FPR <= 0.3, normalised), each per defect type
+Metrics (see etstpm.metrics): image AUROC, pixel AUROC, AU-PRO (FPR <= 0.3, normalized), each per defect type
 (that defect's images against all good images). Values are null where undefined (e.g. no masks for a defect).
 If the run is calibrated, the verdict quality of its stored threshold is reported too: false-reject rate on
 test/good and detection rate on the defective images (the threshold itself came from train/good only).
@@ -122,6 +122,7 @@ def evaluate_run(run_dir: str | Path, data_root: str | Path, category: str, imag
                  device: str = "cpu", figures_dir: str | Path | None = None, batch_size: int = 16,
                  show_progress: bool = True, fpr_limit: float = 0.3, num_figure_samples: int = 2) -> dict:
     """Evaluate a finished run on `data_root/category/test`; returns the JSON-ready result dict."""
+    metrics.check_fpr_limit(fpr_limit)  # a bad limit fails now, not after minutes of inference
     t_start = time.perf_counter()
     dev = _device(device)
     model, meta = load_run(run_dir, dev)
@@ -250,26 +251,8 @@ def write_json(result: dict, path: str | Path) -> None:
     tmp.replace(path)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("evaluate", help="image/pixel AUROC and AU-PRO of a run on a test set",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--run", required=True, help="run folder written by `etstpm train`")
-    p.add_argument("--data", required=True, help="dataset root in MVTec AD layout")
-    p.add_argument("--category", required=True, help="category folder under --data (its test/ is evaluated)")
-    p.add_argument("--json", required=True, metavar="OUT", help="write the results here (JSON)")
-    p.add_argument("--figures", default=None, metavar="DIR", help="write PNG figures (maps, ROC curves) here")
-    p.add_argument("--figure-samples", type=int, default=2, help="test images per defect type in the map figures")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--image-size", type=int, default=None, help="default: the run's training size")
-    p.add_argument("--fpr-limit", type=float, default=0.3, help="AU-PRO integration limit")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_evaluate)
-
-
-def _cmd_evaluate(a: argparse.Namespace) -> int:
-    if a.batch_size < 1:
-        raise SystemExit(f"etstpm evaluate: error: --batch-size must be >= 1, got {a.batch_size}")
+def evaluate_command(a: argparse.Namespace) -> int:
+    """`etstpm evaluate` (options: cli._add_evaluate)."""
     result = evaluate_run(a.run, a.data, a.category, image_size=a.image_size, device=a.device,
                           figures_dir=a.figures, batch_size=a.batch_size, show_progress=not a.no_progress,
                           fpr_limit=a.fpr_limit, num_figure_samples=a.figure_samples)

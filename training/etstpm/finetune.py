@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -179,7 +179,8 @@ def build_task(cfg: FinetuneConfig, mode: str, pairs: list[tuple[str, str]],
             samples += data.test_samples(root, cat)
         items2 += [(s.path, idx) for s in samples]
         per_class[cat] = len(samples)
-    desc = {"task": "classes", "classes": classes, "roots": sorted({r for r, _ in pairs}), "images_per_class": per_class}
+    desc = {"task": "classes", "classes": classes, "roots": sorted({r for r, _ in pairs}),
+            "images_per_class": per_class}
     if cfg.labelled_dir:
         extra = _labelled_items(cfg.labelled_dir, classes, Path(data_root) / category / "test")
         items2 += extra

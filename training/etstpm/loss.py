@@ -9,7 +9,7 @@ from torch import nn
 class STPMLoss(nn.Module):
     """Sum over pyramid levels of the mean over positions (and batch) of 0.5 * ||norm(t) - norm(s)||^2.
 
-    norm() is the L2 normalisation of each position's channel vector.
+    norm() is the L2 normalization of each position's channel vector.
     """
 
     def forward(self, teacher: list[torch.Tensor], student: list[torch.Tensor]) -> torch.Tensor:

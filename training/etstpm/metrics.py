@@ -16,18 +16,16 @@ must be left out of the pixel metrics by the caller (see :func:`evaluate_scores`
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
 
+from .errors import MetricError  # defined there; importable from here too
+
 # 3x3 ones: 8-connectivity, as in the MVTec AD evaluation code.
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
-
-
-class MetricError(ValueError):
-    """Inputs that cannot be scored (shape mismatch, NaN scores, ...)."""
 
 
 def _as_1d(values, name: str) -> np.ndarray:
@@ -97,14 +95,14 @@ def pixel_auroc(masks, maps) -> float | None:
     return _curves_auroc(pixel_curves(masks, maps, with_pro=False))
 
 
-def _curves_auroc(c: "PixelCurves") -> float | None:
+def _curves_auroc(c: PixelCurves) -> float | None:
     if c.num_positive == 0 or c.num_negative == 0:
         return None
     # Trapezoids over distinct thresholds = Mann-Whitney with ties counted one half.
     return area_under_curve(c.fpr, c.tpr, 1.0)
 
 
-def _curves_aupro(c: "PixelCurves", fpr_limit: float) -> float | None:
+def _curves_aupro(c: PixelCurves, fpr_limit: float) -> float | None:
     if c.pro is None or c.num_negative == 0:
         return None
     return area_under_curve(c.fpr, c.pro, fpr_limit) / fpr_limit
@@ -189,11 +187,11 @@ def area_under_curve(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
 
 def aupro(masks, maps, fpr_limit: float = 0.3) -> float | None:
     """Area under the PRO curve up to ``fpr_limit``, divided by ``fpr_limit``; None without regions."""
-    _check_limit(fpr_limit)
+    check_fpr_limit(fpr_limit)
     return _curves_aupro(pixel_curves(masks, maps), fpr_limit)
 
 
-def _check_limit(fpr_limit: float) -> None:
+def check_fpr_limit(fpr_limit: float) -> None:
     if not 0.0 < fpr_limit <= 1.0:
         raise MetricError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
 
@@ -238,7 +236,7 @@ def evaluate_scores(
     undefined (no defective image, no mask, no region). If ``curves`` is a dict, it receives thinned ROC curves
     (``curves[name] = {"image": (fpr, tpr), "pixel": (fpr, tpr) or None}``, name "overall" or a defect) for plots.
     """
-    _check_limit(fpr_limit)
+    check_fpr_limit(fpr_limit)
     labels = np.asarray(labels).astype(np.int64).reshape(-1)
     defects = np.asarray(list(defects), dtype=object)
     scores = _as_1d(scores, "scores")

@@ -9,7 +9,7 @@ from .backbone import FeatureExtractor, freeze
 
 
 class ETSTPM(nn.Module):
-    """forward(x normalised [N,3,H,W]) -> (anomaly_map [N,1,H,W], score [N] = max of the map)."""
+    """forward(x normalized [N,3,H,W]) -> (anomaly_map [N,1,H,W], score [N] = max of the map)."""
 
     def __init__(self, teacher: FeatureExtractor, student: FeatureExtractor) -> None:
         super().__init__()
@@ -17,7 +17,7 @@ class ETSTPM(nn.Module):
         self.student = student
         self.anomaly_map = AnomalyMapGenerator()
 
-    def train(self, mode: bool = True) -> "ETSTPM":
+    def train(self, mode: bool = True) -> ETSTPM:
         super().train(mode)
         self.teacher.eval()  # the teacher is always frozen, including its BatchNorm statistics
         return self

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .backbone import FeatureExtractor
+from .errors import RunError  # defined there; importable from here too
 from .model import ETSTPM
 
 RUN_FORMAT = "etstpm-run/1"
@@ -29,10 +30,6 @@ CHECKPOINT = "checkpoint.pt"
 BANK = "bank.pt"
 METHODS = ("stpm", "membank")
 LOG = "train.log"
-
-
-class RunError(ValueError):
-    """The run folder is missing files or was not finished; the message says what to do."""
 
 
 def atomic_write_bytes(path: Path, write) -> None:

@@ -219,7 +219,8 @@ def _train_student(cfg: TrainConfig, run_dir: Path, meta: dict, teacher: Feature
     save_torch(model.student.state_dict(), run_dir / STUDENT)
 
 
-def _make_teacher(cfg: TrainConfig, meta: dict, train_part: list[data.Sample], device: torch.device) -> FeatureExtractor:
+def _make_teacher(cfg: TrainConfig, meta: dict, train_part: list[data.Sample],
+                  device: torch.device) -> FeatureExtractor:
     resnet, winfo = load_resnet18(cfg.weights)
     meta["weights"] = winfo | {"given": cfg.weights}
     teacher = FeatureExtractor(resnet).to(device)

@@ -14,12 +14,10 @@ from pathlib import Path
 import torch
 from torchvision.models import ResNet, ResNet18_Weights, resnet18
 
+from .errors import WeightsError  # defined there; importable from here too
+
 # Keys a file may lack: the pyramid ends at layer3, so layer4 is unused; fc is replaced by fine-tuning anyway.
 OPTIONAL_PREFIXES = ("layer4.", "fc.")
-
-
-class WeightsError(ValueError):
-    """The weights file is missing, unreadable or does not fit torchvision's resnet18; the message says which."""
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:

@@ -9,11 +9,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from conftest import REPO
 from etstpm import data
 from etstpm.evaluate import predict
 from etstpm.run import load_run
-
-from conftest import REPO
 
 _spec = importlib.util.spec_from_file_location("variants", REPO / "bench" / "training" / "variants.py")
 variants = importlib.util.module_from_spec(_spec)

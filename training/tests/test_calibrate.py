@@ -1,4 +1,4 @@
-"""Calibration: threshold and normalisation from held-out normal images; F1-optimal with a labelled set."""
+"""Calibration: threshold and normalization from held-out normal images; F1-optimal with a labelled set."""
 from __future__ import annotations
 
 import json

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import make_dataset, write_image
 from etstpm import IMAGENET_MEAN, IMAGENET_STD
 from etstpm.data import AnomalyDataset, DatasetError, split_holdout, train_samples
-
-from conftest import make_dataset, write_image
 
 
 def test_real_grid_test_split(grid_root: Path) -> None:
@@ -18,7 +17,7 @@ def test_real_grid_test_split(grid_root: Path) -> None:
     assert len(ds) == 14 and len(ds.samples) == 14
     defects = {s.defect for s in ds.samples}
     assert defects == {"good", "bent", "broken", "glue", "metal_contamination", "thread"}
-    for i, (path, label, defect, mask_path) in enumerate(ds.samples):
+    for i, (_path, label, defect, mask_path) in enumerate(ds.samples):
         item = ds[i]
         assert item["image"].shape == (3, 64, 64) and item["image"].dtype == torch.float32
         assert item["mask"].shape == (1, 64, 64)
@@ -31,7 +30,7 @@ def test_real_grid_test_split(grid_root: Path) -> None:
             assert item["mask"].sum() == 0
 
 
-def test_normalisation_is_imagenet(hazelnut_root: Path) -> None:
+def test_normalization_is_imagenet(hazelnut_root: Path) -> None:
     ds = AnomalyDataset(hazelnut_root, "hazelnut_toy", "train", image_size=64)
     rgb = ds.rgb(0)
     assert rgb.shape == (64, 64, 3) and rgb.dtype == np.uint8

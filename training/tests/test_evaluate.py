@@ -52,7 +52,8 @@ def test_metrics_match_an_independent_computation(tiny_run, result: dict) -> Non
         assert (im["defect"], im["label"]) == (it["defect"], it["label"])
         assert im["score"] == pytest.approx(float(sc), rel=1e-5)
     thr = meta["calibration"]["threshold"]["raw"]
-    assert [im["verdict"] for im in result["images"]] == ["ng" if im["score"] >= thr else "ok" for im in result["images"]]
+    expected = ["ng" if im["score"] >= thr else "ok" for im in result["images"]]
+    assert [im["verdict"] for im in result["images"]] == expected
 
 
 def test_protocol_and_timing_fields(result: dict) -> None:

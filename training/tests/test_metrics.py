@@ -7,7 +7,6 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from etstpm import metrics
 
-
 # ---------------------------------------------------------------- independent reference implementations
 
 def _components_8(mask: np.ndarray) -> list[set[tuple[int, int]]]:
@@ -147,7 +146,7 @@ def test_aupro_perfect_and_inverted():
 
 def test_aupro_interpolates_at_limit():
     # 10 normal pixels scored 1..10, one region of one pixel scored 8.5: the region is found at FPR 0.2,
-    # so the area up to 0.3 is 0.1 -> normalised 1/3. (Its pixel AUROC is 0.8.)
+    # so the area up to 0.3 is 0.1 -> normalized 1/3. (Its pixel AUROC is 0.8.)
     masks = np.zeros((1, 1, 11), dtype=bool)
     masks[0, 0, 10] = True
     maps = np.array([[[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 8.5]]], dtype=np.float32)

@@ -14,7 +14,7 @@ def _feats(seed: int) -> list[torch.Tensor]:
     return [torch.randn(2, c, s, s, generator=g) for c, s in ((64, 8), (128, 4), (256, 2))]
 
 
-def test_loss_is_sum_of_mean_half_squared_normalised_distance() -> None:
+def test_loss_is_sum_of_mean_half_squared_normalized_distance() -> None:
     t, s = _feats(0), _feats(1)
     want = 0.0
     for tl, sl in zip(t, s):

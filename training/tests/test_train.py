@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import TINY_SIZE
 from etstpm.backbone import FeatureExtractor
 from etstpm.cli import main
 from etstpm.data import DatasetError
@@ -17,8 +18,6 @@ from etstpm.run import RunError, load_run
 from etstpm.student import StudentConfig
 from etstpm.train import TrainConfig, train
 from etstpm.weights import load_resnet18
-
-from conftest import TINY_SIZE
 
 
 def _cfg(root: Path, category: str, weights: Path, out: Path, **kw) -> TrainConfig:
@@ -179,10 +178,9 @@ def test_cli_reports_bad_data(tmp_path: Path, weights_file: Path, capsys) -> Non
 
 
 def test_labelled_folder_joins_classes_task(tmp_path: Path, hazelnut_root: Path, grid_root: Path) -> None:
+    from conftest import write_image
     from etstpm.data import train_samples
     from etstpm.finetune import build_task, resolve_mode
-
-    from conftest import write_image
 
     for i in range(3):
         write_image(tmp_path / "lab" / "grid" / "bent" / f"{i}.png", seed=i)

@@ -65,7 +65,7 @@ export class Harness {
     try {
       return await p;
     } catch (e) {
-      throw new Error(`${(e as Error).message}\n${this.diag()}`);
+      throw new Error(`${(e as Error).message}\n${this.diag()}`, { cause: e });
     }
   }
 

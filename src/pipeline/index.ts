@@ -1,16 +1,20 @@
 /**
  * The frame path after ingest: newest-frame slot per camera -> one batch across cameras -> onnxruntime ->
- * normalised score + verdict -> MQTT result / reject / snapshot. One inference runs at a time; snapshots are
- * rendered off the loop, at most two at once (more are skipped and counted, never queued).
+ * normalized score + verdict -> result / reject / snapshot to the ResultSink (MQTT, or several outputs through
+ * FanOutSink). One inference runs at a time; snapshots are rendered off the loop, at most two at once (more are
+ * skipped and counted, never queued).
  */
-import { InferenceEngine } from './infer/session';
-import type { Logger } from './log';
-import { Metrics } from './health/metrics';
-import { NewestFrameSlots, PendingFrame } from './pipeline/slots';
-import { Publisher } from './publish/mqtt';
-import { renderSnapshot } from './publish/snapshot';
-import { normalise, verdict } from './score/normalise';
-import type { Camera } from './sources/camera';
+import { Metrics } from '../health/metrics';
+import { InferenceEngine } from '../infer/session';
+import type { Logger } from '../log';
+import { renderSnapshot } from '../publish/snapshot';
+import { normalize, verdict } from '../score/normalize';
+import type { FrameSource, ResultSink } from './interfaces';
+import { NewestFrameSlots, PendingFrame } from './slots';
+
+export { isCameraStatusSink } from './interfaces';
+export type { CameraStatusSink, FrameListener, FrameSource, ResultSink, SnapshotProperties } from './interfaces';
+export { FanOutSink } from './fan-out';
 
 export interface PipelineOptions {
   rejectDeadlineMs: number;
@@ -40,7 +44,7 @@ export class Pipeline {
 
   constructor(
     private readonly engine: InferenceEngine,
-    private readonly publisher: Publisher,
+    private readonly sink: ResultSink,
     private readonly metrics: Metrics,
     private readonly opts: PipelineOptions,
     private readonly log: Logger,
@@ -55,7 +59,7 @@ export class Pipeline {
     return c;
   }
 
-  addCamera(cam: Camera): void {
+  addCamera(cam: FrameSource): void {
     const c = this.counter(cam.id);
     const onFrame = (frame: Buffer, capturedAt: number): void => {
       if (this.stopping) return;
@@ -118,7 +122,7 @@ export class Pipeline {
     this.lastProcessedAt = now;
     batch.forEach((f, i) => {
       const rawScore = out.scores[i];
-      const score = normalise(rawScore, m.normalization);
+      const score = normalize(rawScore, m.normalization);
       const v = verdict(score);
       const c = this.counter(f.camera);
       c.processed++;
@@ -126,11 +130,11 @@ export class Pipeline {
       this.metrics.processed.inc({ camera: f.camera });
       this.metrics.verdicts.inc({ camera: f.camera, verdict: v });
       const latencyMs = Date.now() - f.capturedAt;
-      const sent = this.publisher.publishResult({ camera: f.camera, seq: f.seq, capturedAt: f.capturedAt, score, rawScore, verdict: v, latencyMs, model });
+      const sent = this.sink.publishResult({ camera: f.camera, seq: f.seq, capturedAt: f.capturedAt, score, rawScore, verdict: v, latencyMs, model });
       if (sent) this.metrics.frameToPublishSeconds.observe(latencyMs / 1000);
       else this.metrics.mqttUnsent.inc({ kind: 'result' });
       if (v === 'ng') {
-        const ok = this.publisher.publishReject({
+        const ok = this.sink.publishReject({
           camera: f.camera,
           seq: f.seq,
           capturedAt: f.capturedAt,
@@ -151,7 +155,7 @@ export class Pipeline {
       this.metrics.snapshotsSkipped.inc({ reason: 'busy' });
       return;
     }
-    if (!this.publisher.connected) {
+    if (!this.sink.connected) {
       this.metrics.mqttUnsent.inc({ kind: 'snapshot' });
       return;
     }
@@ -168,7 +172,7 @@ export class Pipeline {
           this.log.warn({ camera: f.camera, seq: f.seq, maxBytes: this.opts.snapshot.maxBytes }, 'snapshot does not fit snapshot.maxBytes even when shrunk; skipped');
           return;
         }
-        const sent = this.publisher.publishSnapshot(f.camera, snap.data, snap.contentType, {
+        const sent = this.sink.publishSnapshot(f.camera, snap.data, snap.contentType, {
           camera: f.camera,
           seq: String(f.seq),
           score: score.toFixed(4),
