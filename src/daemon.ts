@@ -4,6 +4,7 @@
  */
 import { redactUrl } from './config/load';
 import { CameraConfig, DaemonConfig } from './config/types';
+import { ConsoleParts, createConsole } from './console'; // console (issue 9)
 import { startHttp, HttpServer, Health } from './health/http';
 import { Metrics } from './health/metrics';
 import { InferenceEngine } from './infer/session';
@@ -27,6 +28,7 @@ export class Daemon {
   broker: EmbeddedBroker | null = null;
   http: HttpServer | null = null;
   pipeline: Pipeline | null = null;
+  console: ConsoleParts | null = null; // console (issue 9)
   readonly metrics = new Metrics();
   readonly cameras = new Map<string, Camera>();
   notifier: SystemdNotifier;
@@ -59,8 +61,15 @@ export class Daemon {
     this.publisher = new Publisher({ ...c.mqtt, url, protocolVersion: this.broker ? 4 : 5 }, this.log);
     this.publisher.client.on('connect', () => this.metrics.mqttConnected.set(1));
     this.publisher.client.on('close', () => this.metrics.mqttConnected.set(0));
-    if (c.http.port > 0) this.http = await startHttp(c.http.host, c.http.port, () => this.health(), this.metrics, this.log);
+    // --- console (issue 9): hub + HTTP routes + MQTT commands + the pipeline's result tap ---
+    if (c.console.enabled && c.http.port > 0) {
+      const cameras = () => [...this.cameras.values()].map((cam) => ({ ...this.cameraStatus(cam), ng: this.pipeline?.counter(cam.id).ng ?? 0 }));
+      this.console = createConsole({ options: c.console, host: c.http.host, topicPrefix: c.mqtt.topicPrefix, model: this.engine.manifest,
+        sources: { health: () => this.health(), cameras }, mqtt: this.publisher.client, log: this.log });
+    }
+    if (c.http.port > 0) this.http = await startHttp(c.http.host, c.http.port, () => this.health(), this.metrics, this.log, this.console?.handler ?? null);
     this.pipeline = new Pipeline(this.engine, this.publisher, this.metrics, { rejectDeadlineMs: c.reject.deadlineMs, snapshot: c.snapshot }, this.log);
+    if (this.console) this.pipeline.resultTap = (r) => this.console?.hub.onResult(r);
     this.pipeline.start();
     for (const cam of c.cameras) this.addCamera(cam);
     this.statusTimer = setInterval(() => this.periodicStatus(), c.status.intervalMs);
@@ -206,6 +215,7 @@ export class Daemon {
     const camStops = [...this.cameras.values()].map((c) => c.stop());
     await this.pipeline?.stop();
     await Promise.all(camStops);
+    await this.console?.close(); // console (issue 9): last capture write
     if (this.publisher) {
       await this.publisher.close([...this.cameras.values()].map((c) => this.cameraStatus(c)), 1500);
     }

@@ -11,6 +11,7 @@ import { Publisher } from './publish/mqtt';
 import { renderSnapshot } from './publish/snapshot';
 import { normalise, verdict } from './score/normalise';
 import type { Camera } from './sources/camera';
+import type { ConsoleResult } from './console/types'; // console (issue 9)
 
 export interface PipelineOptions {
   rejectDeadlineMs: number;
@@ -37,6 +38,8 @@ export class Pipeline {
   private stopping = false;
   private loopDone: Promise<void> | null = null;
   private snapshotsInFlight = new Set<Promise<void>>();
+  /** Operator console (issue 9): sees every scored frame synchronously; the map view is valid only during the call. */
+  resultTap: ((r: ConsoleResult) => void) | null = null;
 
   constructor(
     private readonly engine: InferenceEngine,
@@ -139,6 +142,7 @@ export class Pipeline {
         });
         if (!ok) this.metrics.mqttUnsent.inc({ kind: 'reject' });
       }
+      this.resultTap?.({ camera: f.camera, seq: f.seq, capturedAt: f.capturedAt, score, rawScore, verdict: v, frame: f.frame, map: out.maps.subarray(i * hw, (i + 1) * hw) }); // console (issue 9)
       const s = this.opts.snapshot;
       if ((v === 'ng' && s.onNg) || (s.everyN > 0 && c.processed % s.everyN === 0)) {
         this.snapshot(f, out.maps.subarray(i * hw, (i + 1) * hw), score, v);
