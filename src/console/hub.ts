@@ -54,6 +54,7 @@ export class ConsoleHub {
   private ngIds = 0;
   private renders = 0;
   private readonly renderWaiters: (() => void)[] = [];
+  private readonly liveWaiters: (() => void)[] = [];
   private readonly liveRenders = new Map<string, { seq: number; image: Promise<LiveImage> }>();
   private tapErrors = 0;
   readonly startedAt = Date.now();
@@ -117,20 +118,21 @@ export class ConsoleHub {
     };
   }
 
-  private async withRender<T>(fn: () => Promise<T>): Promise<T> {
-    while (this.renders >= MAX_RENDERS) await new Promise<void>((res) => this.renderWaiters.push(res));
+  /** At most MAX_RENDERS at once; live-view renders go before NG thumbnails (a page opening loads up to ngHistory). */
+  private async withRender<T>(live: boolean, fn: () => Promise<T>): Promise<T> {
+    while (this.renders >= MAX_RENDERS) await new Promise<void>((res) => (live ? this.liveWaiters : this.renderWaiters).push(res));
     this.renders++;
     try {
       return await fn();
     } finally {
       this.renders--;
-      this.renderWaiters.shift()?.();
+      (this.liveWaiters.shift() ?? this.renderWaiters.shift())?.();
     }
   }
 
-  private async overlayJpeg(frame: Buffer, map: Float32Array): Promise<Buffer> {
+  private async overlayJpeg(frame: Buffer, map: Float32Array, live = false): Promise<Buffer> {
     const m = this.model;
-    const snap = await this.withRender(() =>
+    const snap = await this.withRender(live, () =>
       renderSnapshot({ frame, map, width: m.width, height: m.height, normalization: m.normalization }, { format: 'jpeg', maxBytes: OVERLAY_MAX_BYTES }),
     );
     if (!snap) throw new ConsoleError('overlay could not be encoded', 500);
@@ -146,7 +148,7 @@ export class ConsoleHub {
     if (!f) return null;
     const cached = this.liveRenders.get(camera);
     if (cached && cached.seq === f.seq) return cached.image;
-    const image = this.overlayJpeg(f.frame, f.map).then((jpeg) => ({ jpeg, seq: f.seq, capturedAt: f.capturedAt, score: f.score, verdict: f.verdict }));
+    const image = this.overlayJpeg(f.frame, f.map, true).then((jpeg) => ({ jpeg, seq: f.seq, capturedAt: f.capturedAt, score: f.score, verdict: f.verdict }));
     this.liveRenders.set(camera, { seq: f.seq, image });
     image.catch(() => this.liveRenders.delete(camera));
     return image;
