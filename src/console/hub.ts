@@ -5,10 +5,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log';
-import { renderSnapshot } from '../publish/snapshot';
 import { ControlGate } from './auth';
 import { CaptureError, CaptureRequest, CaptureStatus, CaptureWriter } from './capture';
 import { CameraHistory, NgEntry } from './history';
+import { overlayJpeg } from './overlay';
 import type { CommandReply } from './mqtt-commands';
 import { ReviewError, saveFalseReject } from './review';
 import type { ConsoleModel, ConsoleOptions, ConsoleResult, ConsoleSources } from './types';
@@ -32,7 +32,6 @@ export interface LiveImage {
 }
 
 const MAX_RENDERS = 2;
-const OVERLAY_MAX_BYTES = 8 * 1024 * 1024;
 
 /** "ET-STPM (etstpm-model/1), threshold normal-quantile" from model.json; "" parts are left out. */
 export function describeMethod(modelDir: string): string {
@@ -130,13 +129,9 @@ export class ConsoleHub {
     }
   }
 
-  private async overlayJpeg(frame: Buffer, map: Float32Array, live = false): Promise<Buffer> {
+  private overlayJpeg(frame: Buffer, map: Float32Array, live = false): Promise<Buffer> {
     const m = this.model;
-    const snap = await this.withRender(live, () =>
-      renderSnapshot({ frame, map, width: m.width, height: m.height, normalization: m.normalization }, { format: 'jpeg', maxBytes: OVERLAY_MAX_BYTES }),
-    );
-    if (!snap) throw new ConsoleError('overlay could not be encoded', 500);
-    return snap.data;
+    return this.withRender(live, () => overlayJpeg(frame, map, m.width, m.height, m.normalization));
   }
 
   /** The latest frame with its overlay; null while no frame arrived since someone started watching. */

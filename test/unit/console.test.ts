@@ -13,6 +13,8 @@ import mqtt from 'mqtt';
 import sharp from 'sharp';
 import { createConsole, ConsoleParts } from '../../src/console';
 import { CameraHistory } from '../../src/console/history';
+import { composeOverlay } from '../../src/console/overlay';
+import { renderSnapshot } from '../../src/publish/snapshot';
 import type { ConsoleResult } from '../../src/console/types';
 import { startHttp, HttpServer } from '../../src/health/http';
 import { Metrics } from '../../src/health/metrics';
@@ -164,7 +166,7 @@ describe('console: pages and read-only API', () => {
     const meta = await sharp(img).metadata();
     assert.equal(meta.width, W);
     // the mask outline (yellow) is drawn around the hot blob
-    const { data } = await sharp(img).raw().toBuffer({ resolveWithObject: true });
+    const { data } = await sharp(img).raw().toBuffer({ resolveWithObject: true }); // JPEG: colours approximate
     let yellow = 0;
     for (let i = 0; i < W * H; i++) if (data[i * 3] > 200 && data[i * 3 + 1] > 180 && data[i * 3 + 2] < 90) yellow++;
     assert.ok(yellow > 20, `outline pixels: ${yellow}`);
@@ -198,6 +200,27 @@ describe('console: pages and read-only API', () => {
     assert.match(await errorOf(bad), /NG id must be a positive integer/);
     assert.equal((await fetch(`${s.base}/api/cameras/cam-1/ng/99999.jpg`)).status, 404);
     assert.equal((await fetch(`${s.base}/api/cameras/cam-1/whatever`)).status, 404);
+  });
+});
+
+describe('console: overlay', () => {
+  it('draws the same picture as the MQTT snapshot (snapshot.ts), within one grey level', async () => {
+    const w = 96;
+    const h = 80;
+    const frame = Buffer.alloc(w * h * 3);
+    for (let i = 0; i < frame.length; i++) frame[i] = (i * 13) % 256;
+    const map = new Float32Array(w * h);
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) map[y * w + x] = 0.3 + 1.4 * Math.exp(-((x - 40) ** 2 + (y - 30) ** 2) / 200);
+    for (let y = 55; y < 70; y++) for (let x = 70; x < 90; x++) map[y * w + x] = 2; // a second, square defect
+    const ours = composeOverlay(frame, map, w, h, NORM);
+    const snap = await renderSnapshot({ frame, map, width: w, height: h, normalization: NORM }, { format: 'png', maxBytes: 1e8 });
+    const theirs = await sharp(snap!.data).removeAlpha().raw().toBuffer();
+    let max = 0;
+    let yellow = 0;
+    for (let i = 0; i < ours.length; i++) max = Math.max(max, Math.abs(ours[i] - theirs[i]));
+    for (let i = 0; i < w * h; i++) if (ours[i * 3] === 255 && ours[i * 3 + 1] === 230) yellow++;
+    assert.ok(max <= 1, `largest difference ${max}`);
+    assert.ok(yellow > 50, `outline pixels ${yellow}`);
   });
 });
 
