@@ -2,6 +2,12 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+// The browser names the console's page uses (listed here rather than adding the `globals` package for them).
+const BROWSER = Object.fromEntries(
+  ['window', 'document', 'fetch', 'performance', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'URL',
+    'sessionStorage', 'console', 'Image', 'requestAnimationFrame', 'AbortController'].map((n) => [n, 'readonly']),
+);
+
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', '.venv/', 'training/', 'models/'] },
   js.configs.recommended,
@@ -22,6 +28,11 @@ export default tseslint.config(
       // `_name` marks a parameter kept for the signature (interfaces, callbacks).
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
     },
+  },
+  {
+    // The console's page script runs in the browser (served as is, no build step).
+    files: ['src/console/static/**/*.js'],
+    languageOptions: { globals: BROWSER, sourceType: 'module' },
   },
   {
     // Tests read MQTT payloads and edit model.json as free-form JSON.

@@ -14,7 +14,8 @@ if [ "$what" = all ]; then
   apt_pkgs+=(mosquitto mosquitto-clients openssl
              gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-tools
              gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-             shellcheck systemd)
+             shellcheck systemd
+             chromium)   # the console's browser test (test/integration/console-browser.test.ts), driven by playwright-core
 fi
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
@@ -26,6 +27,8 @@ fi
 
 # onnxruntime-node's postinstall downloads GPU provider libraries; the CPU runtime ships inside the npm package.
 export ONNXRUNTIME_NODE_INSTALL="${ONNXRUNTIME_NODE_INSTALL:-skip}"
+# playwright-core (dev dependency) drives Debian's chromium; never let a browser download run at install time.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 PUPPETEER_SKIP_DOWNLOAD=1
 if [ package-lock.json -nt node_modules/.package-lock.json ] || [ ! -d node_modules ]; then
   npm ci --no-audit --no-fund
 fi

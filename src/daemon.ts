@@ -3,6 +3,8 @@
  * READY once warm and connected, periodic status, camera reload (SIGHUP) and a bounded stop (SIGTERM).
  */
 import { CameraConfig, DaemonConfig } from './config/types';
+import { ConsoleParts, createConsole } from './console'; // console (issue 9)
+import type { CommandClient } from './console/mqtt-commands';
 import { startHttp, HttpServer, Health } from './health/http';
 import { Metrics } from './health/metrics';
 import { InferenceEngine } from './infer/session';
@@ -21,6 +23,8 @@ import { SystemdNotifier } from './systemd/notify';
 export interface StatusPublisher extends ResultSink, CameraStatusSink {
   waitConnected(): Promise<void>;
   onConnection(listener: (connected: boolean) => void): void;
+  /** The MQTT client for inbound commands (the console's command topic); absent where an output cannot subscribe. */
+  readonly commandClient?: CommandClient;
   /** Publishes final statuses and "offline", then disconnects; bounded by timeoutMs. */
   close(finalStatuses: CameraStatusMessage[], timeoutMs: number): Promise<void>;
 }
@@ -70,6 +74,7 @@ export class Daemon {
   broker: EmbeddedBroker | null = null;
   http: HttpServer | null = null;
   pipeline: Pipeline | null = null;
+  console: ConsoleParts | null = null; // console (issue 9)
   readonly metrics = new Metrics();
   readonly cameras = new Map<string, SupervisedCamera>();
   notifier: SystemdNotifier;
@@ -107,9 +112,16 @@ export class Daemon {
     // aedes speaks MQTT 3.1.1 only: no message properties on the embedded broker (docs/mqtt.md).
     this.publisher = this.parts.publisher({ ...c.mqtt, url, protocolVersion: this.broker ? 4 : 5 }, this.log);
     this.publisher.onConnection((up) => this.metrics.mqttConnected.set(up ? 1 : 0));
-    if (c.http.port > 0) this.http = await startHttp(c.http.host, c.http.port, () => this.health(), this.metrics, this.log);
+    // --- console (issue 9): hub + HTTP routes + MQTT commands + the pipeline's result tap ---
+    if (c.console.enabled && c.http.port > 0) {
+      const cameras = () => [...this.cameras.values()].map((cam) => ({ ...this.cameraStatus(cam), ng: this.pipeline?.counter(cam.id).ng ?? 0 }));
+      this.console = createConsole({ options: c.console, host: c.http.host, topicPrefix: c.mqtt.topicPrefix, model: this.engine.manifest,
+        sources: { health: () => this.health(), cameras }, mqtt: this.publisher.commandClient ?? null, log: this.log });
+    }
+    if (c.http.port > 0) this.http = await startHttp(c.http.host, c.http.port, () => this.health(), this.metrics, this.log, this.console?.handler ?? null);
     const sink = this.sinks.length > 0 ? new FanOutSink(this.publisher, this.sinks, this.log) : this.publisher;
     this.pipeline = new Pipeline(this.engine, sink, this.metrics, { rejectDeadlineMs: c.reject.deadlineMs, snapshot: c.snapshot }, this.log);
+    if (this.console) this.pipeline.resultTap = (r) => this.console?.hub.onResult(r);
     this.pipeline.start();
     for (const cam of c.cameras) this.addCamera(cam);
     this.statusTimer = setInterval(() => this.periodicStatus(), c.status.intervalMs);
@@ -275,6 +287,7 @@ export class Daemon {
     const camStops = [...this.cameras.values()].map((c) => c.stop());
     await this.pipeline?.stop();
     await Promise.all(camStops);
+    await this.console?.close(); // console (issue 9): last capture write
     if (this.publisher) {
       await this.publisher.close([...this.cameras.values()].map((c) => this.cameraStatus(c)), 1500);
     }

@@ -151,5 +151,6 @@ export function redactConfig(c: DaemonConfig): unknown {
     ...c,
     cameras: c.cameras.map((cam) => ({ ...cam, url: redactUrl(cam.url) })),
     mqtt: { ...c.mqtt, url: redactUrl(c.mqtt.url), password: c.mqtt.password ? '[redacted]' : '' },
+    console: c.console && { ...c.console, token: c.console.token ? '[redacted]' : '' }, // issue 9
   };
 }

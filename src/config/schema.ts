@@ -191,6 +191,28 @@ export function buildSchema() {
       host: { doc: 'Address of /healthz and /metrics', format: 'non-empty-string', default: '127.0.0.1' },
       port: { doc: 'Port of /healthz and /metrics (0 = off)', format: 'tcp-port', default: 9464, env: 'ETSTPM_HTTP_PORT', arg: 'http-port' },
     },
+    // --- operator console (issue 9, src/console) ---
+    console: {
+      enabled: { doc: 'Serve the operator console at / on the HTTP server (http.host/http.port)', format: 'strict-boolean', default: true, env: 'ETSTPM_CONSOLE_ENABLED' },
+      token: {
+        doc: 'Bearer token for control actions (capture, false reject); "" = none: control only while http.host is loopback',
+        format: String,
+        default: '',
+        env: 'ETSTPM_CONSOLE_TOKEN',
+        sensitive: true,
+      },
+      ngHistory: { doc: 'NG frames kept in memory per camera for review', format: 'non-negative-int', default: 20 },
+      trendSeconds: { doc: 'Score trend window per camera (seconds)', format: 'positive-int', default: 300 },
+      reviewDir: { doc: 'Folder for frames marked "false reject" (<dir>/<camera>/false-reject/)', format: 'non-empty-string', default: 'review', env: 'ETSTPM_CONSOLE_REVIEW_DIR' },
+      mqttCommands: { doc: 'Accept commands on P/<camera>/command', format: 'strict-boolean', default: true },
+      capture: {
+        root: { doc: 'Dataset root of "capture good parts": <root>/<camera>/train/good/*.png', format: 'non-empty-string', default: 'captures', env: 'ETSTPM_CAPTURE_ROOT' },
+        everyN: { doc: 'Default: write every Nth scored frame', format: 'positive-int', default: 5 },
+        maxImages: { doc: 'Cap (and default) of images per capture run', format: 'positive-int', default: 500 },
+        maxBytes: { doc: 'Cap (and default) of bytes written per capture run', format: 'positive-int', default: 536870912 },
+        minFreeBytes: { doc: 'Refuse to start, and stop, below this much free disk space', format: 'non-negative-int', default: 67108864 },
+      },
+    },
     status: {
       intervalMs: { doc: 'Camera status topic, log summary and systemd STATUS= period', format: 'positive-int', default: 5000 },
     },

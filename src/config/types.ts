@@ -37,5 +37,15 @@ export interface DaemonConfig {
   ingest: IngestOptions;
   http: { host: string; port: number };
   status: { intervalMs: number };
+  // operator console (issue 9, src/console)
+  console: {
+    enabled: boolean;
+    token: string;
+    ngHistory: number;
+    trendSeconds: number;
+    reviewDir: string;
+    mqttCommands: boolean;
+    capture: { root: string; everyN: number; maxImages: number; maxBytes: number; minFreeBytes: number };
+  };
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
 }

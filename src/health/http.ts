@@ -1,5 +1,5 @@
 /** GET /healthz (200 when ready and processing, else 503 with the reason) and GET /metrics (Prometheus text). */
-import { createServer, Server } from 'node:http';
+import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Logger } from '../log';
 import type { Metrics } from './metrics';
 
@@ -14,8 +14,17 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
-export async function startHttp(host: string, port: number, health: () => Health, metrics: Metrics, log: Logger): Promise<HttpServer> {
+export async function startHttp(
+  host: string,
+  port: number,
+  health: () => Health,
+  metrics: Metrics,
+  log: Logger,
+  /** The operator console (issue 9): tried first; returns false for paths it does not serve. */
+  extra: ((req: IncomingMessage, res: ServerResponse) => boolean) | null = null,
+): Promise<HttpServer> {
   const server: Server = createServer((req, res) => {
+    if (extra?.(req, res)) return;
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -30,7 +39,7 @@ export async function startHttp(host: string, port: number, health: () => Health
         (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(err.message),
       );
     } else {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz or /metrics\n');
+      res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: try ${extra ? '/ (console), ' : ''}/healthz or /metrics\n`);
     }
   });
   await new Promise<void>((resolve, reject) => {
@@ -39,7 +48,7 @@ export async function startHttp(host: string, port: number, health: () => Health
   });
   const addr = server.address();
   const actual = typeof addr === 'object' && addr ? addr.port : port;
-  log.info({ host, port: actual }, `health endpoint on http://${host}:${actual}/healthz and /metrics`);
+  log.info({ host, port: actual }, `health endpoint on http://${host}:${actual}/healthz and /metrics${extra ? `, console on http://${host}:${actual}/` : ''}`);
   return {
     port: actual,
     close: () =>

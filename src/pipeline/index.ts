@@ -15,6 +15,7 @@ import { NewestFrameSlots, PendingFrame } from './slots';
 export { isCameraStatusSink } from './interfaces';
 export type { CameraStatusSink, FrameListener, FrameSource, ResultSink, SnapshotProperties } from './interfaces';
 export { FanOutSink } from './fan-out';
+import type { ConsoleResult } from '../console/types'; // console (issue 9)
 
 export interface PipelineOptions {
   rejectDeadlineMs: number;
@@ -41,6 +42,8 @@ export class Pipeline {
   private stopping = false;
   private loopDone: Promise<void> | null = null;
   private snapshotsInFlight = new Set<Promise<void>>();
+  /** Operator console (issue 9): sees every scored frame synchronously; the map view is valid only during the call. */
+  resultTap: ((r: ConsoleResult) => void) | null = null;
 
   constructor(
     private readonly engine: InferenceEngine,
@@ -143,6 +146,7 @@ export class Pipeline {
         });
         if (!ok) this.metrics.mqttUnsent.inc({ kind: 'reject' });
       }
+      this.resultTap?.({ camera: f.camera, seq: f.seq, capturedAt: f.capturedAt, score, rawScore, verdict: v, frame: f.frame, map: out.maps.subarray(i * hw, (i + 1) * hw) }); // console (issue 9)
       const s = this.opts.snapshot;
       if ((v === 'ng' && s.onNg) || (s.everyN > 0 && c.processed % s.everyN === 0)) {
         this.snapshot(f, out.maps.subarray(i * hw, (i + 1) * hw), score, v);

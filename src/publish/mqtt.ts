@@ -41,6 +41,10 @@ export interface PublishCounters {
 
 export class Publisher implements ResultSink, CameraStatusSink {
   readonly client: MqttClient;
+  /** The same client, for the console's command topic (src/console/mqtt-commands.ts). */
+  get commandClient(): MqttClient {
+    return this.client;
+  }
   readonly counters: PublishCounters = { results: 0, resultsUnsent: 0, congested: 0, rejects: 0, rejectsUnsent: 0, snapshots: 0, snapshotsUnsent: 0 };
   private readonly t: ReturnType<typeof topics>;
   private readonly statuses = new Map<string, CameraStatusMessage>();

@@ -29,7 +29,7 @@ const colours = Array.from({ length: N_IMAGES }, (_, k) => {
   const l = 16 + k * 28;
   return [l, (l * 3) % 256, 255 - l] as const;
 });
-let reference: number[] = [];
+const reference: number[] = [];
 
 /** Uniform images as binary PPM (the RTSP fixture decodes them with GStreamer). */
 function writeImages(dir: string, width: number, height: number): string {

@@ -1,0 +1,72 @@
+/** What the operator console takes from the daemon: plain records, no daemon classes (src/console/README in docs/console.md). */
+import type { Normalization, Verdict } from '../score/normalize';
+
+/** One scored frame, handed over synchronously by the pipeline. `map` is a view the caller reuses: copy to keep. */
+export interface ConsoleResult {
+  camera: string;
+  seq: number;
+  capturedAt: number;
+  score: number;
+  rawScore: number;
+  verdict: Verdict;
+  /** RGB24 as the model saw it (after ROI and scaling), width*height*3; a fresh Buffer per frame, safe to keep. */
+  frame: Buffer;
+  /** Raw anomaly map, width*height; only valid during the call. */
+  map: Float32Array;
+}
+
+/** The model's geometry and normalisation (overlays) and what the overview shows about it. */
+export interface ConsoleModel {
+  width: number;
+  height: number;
+  normalization: Normalization;
+  name: string;
+  version: string;
+  /** e.g. "ET-STPM (etstpm-model/1), threshold normal-quantile" */
+  method: string;
+}
+
+/** One camera in the overview: the camera status topic's payload plus the NG count. */
+export interface ConsoleCameraStatus {
+  camera: string;
+  state: string;
+  fps: number;
+  captured: number;
+  processed: number;
+  dropped: number;
+  ng: number;
+  provider: string;
+  model: { name: string; version: string };
+  since: number;
+  error?: string;
+}
+
+/** Live data the daemon provides on request (never pushed, so it costs nothing while no one looks). */
+export interface ConsoleSources {
+  /** /healthz's object. */
+  health(): { ok: boolean; reason?: string; [k: string]: unknown };
+  cameras(): ConsoleCameraStatus[];
+}
+
+export interface CaptureLimits {
+  /** Dataset root: frames go to <root>/<camera>/train/good/ (the layout `etstpm train --data root --category camera` reads). */
+  root: string;
+  everyN: number;
+  maxImages: number;
+  maxBytes: number;
+  /** Refuse to start, and stop, when the file system has less free space than this. */
+  minFreeBytes: number;
+}
+
+export interface ConsoleOptions {
+  enabled: boolean;
+  /** Bearer token for control actions; "" = none. Never logged, never sent to the page. */
+  token: string;
+  /** Address the HTTP server is bound to (decides whether control needs the token). */
+  host: string;
+  ngHistory: number;
+  trendSeconds: number;
+  reviewDir: string;
+  capture: CaptureLimits;
+  mqttCommands: boolean;
+}
