@@ -9,6 +9,7 @@ import { Metrics } from './health/metrics';
 import { InferenceEngine } from './infer/session';
 import type { Logger } from './log';
 import { Pipeline } from './pipeline';
+import { PlcOutputs } from './plc'; // issue 10: Sparkplug B + Modbus reject outputs
 import { EmbeddedBroker, startEmbeddedBroker } from './publish/broker';
 import { CameraStatusMessage } from './publish/messages';
 import { Publisher } from './publish/mqtt';
@@ -27,6 +28,7 @@ export class Daemon {
   broker: EmbeddedBroker | null = null;
   http: HttpServer | null = null;
   pipeline: Pipeline | null = null;
+  plc: PlcOutputs | null = null; // issue 10
   readonly metrics = new Metrics();
   readonly cameras = new Map<string, Camera>();
   notifier: SystemdNotifier;
@@ -60,7 +62,11 @@ export class Daemon {
     this.publisher.client.on('connect', () => this.metrics.mqttConnected.set(1));
     this.publisher.client.on('close', () => this.metrics.mqttConnected.set(0));
     if (c.http.port > 0) this.http = await startHttp(c.http.host, c.http.port, () => this.health(), this.metrics, this.log);
-    this.pipeline = new Pipeline(this.engine, this.publisher, this.metrics, { rejectDeadlineMs: c.reject.deadlineMs, snapshot: c.snapshot }, this.log);
+    // issue 10: PLC / SCADA outputs; the pipeline's results and rejects are teed to them.
+    const m = this.engine.manifest;
+    this.plc = new PlcOutputs({ config: c, mqttUrl: url, redactedUrl: redactUrl(url), registry: this.metrics.registry,
+      node: { modelName: m.name, modelVersion: m.version, modelMethod: 'ET-STPM', provider: this.engine.provider, threshold: 0.5, rawThreshold: m.threshold, status: 'starting' } }, this.log);
+    this.pipeline = new Pipeline(this.engine, this.plc.tee(this.publisher), this.metrics, { rejectDeadlineMs: c.reject.deadlineMs, snapshot: c.snapshot }, this.log);
     this.pipeline.start();
     for (const cam of c.cameras) this.addCamera(cam);
     this.statusTimer = setInterval(() => this.periodicStatus(), c.status.intervalMs);
@@ -68,6 +74,7 @@ export class Daemon {
       if (this.stopped || this.ready) return;
       this.ready = true;
       this.metrics.ready.set(1);
+      this.plc?.setNode({ status: 'ready' }); // issue 10
       this.log.info({ provider: this.engine?.provider }, 'ready: model warm, broker connected');
       void this.notifier.ready(this.summary());
       this.notifier.startWatchdog(() => this.processingHealth());
@@ -83,7 +90,9 @@ export class Daemon {
       for (const s of CAMERA_STATES) this.metrics.cameraState.set({ camera: cam.id, state: s }, s === state ? 1 : 0);
       this.metrics.cameraRestarts.set({ camera: cam.id }, cam.restarts);
       this.publisher?.publishCameraStatus(this.cameraStatus(cam));
+      this.plc?.cameraStatus(this.cameraStatus(cam)); // issue 10
     });
+    this.plc?.cameraAdded(this.cameraStatus(cam)); // issue 10
     this.log.info({ camera: cfg.id, url: redactUrl(cfg.url), roi: cfg.roi, fps: cfg.fps, decoder: cfg.decoder }, 'camera added');
     cam.start();
   }
@@ -93,6 +102,7 @@ export class Daemon {
     if (!cam) return;
     this.cameras.delete(id);
     this.pipeline?.removeCamera(id);
+    this.plc?.cameraRemoved(id); // issue 10
     await cam.stop();
     this.publisher?.forgetCamera(id);
     this.log.info({ camera: id }, 'camera removed');
@@ -132,6 +142,8 @@ export class Daemon {
       since: cam.since,
     };
     if (cam.error) s.error = cam.error;
+    const plc = this.plc?.outputStatus(cam.id); // issue 10: the camera's Modbus reject output
+    if (plc) s.plc = plc;
     return s;
   }
 
@@ -153,6 +165,7 @@ export class Daemon {
       cameras: Object.fromEntries([...this.cameras.values()].map((c) => [c.id, c.state])),
       lastProcessedAt: this.pipeline?.lastProcessedAt || null,
       uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
+      ...this.plc?.health(), // issue 10: sparkplug / modbus link states (informational, not part of ok)
     };
     if (!this.ready) return { ok: false, reason: this.engine ? 'not ready: waiting for the MQTT broker' : 'not ready: loading model', ...base };
     if (!this.publisher?.connected) return { ok: false, reason: 'MQTT broker not connected', ...base };
@@ -186,6 +199,7 @@ export class Daemon {
     for (const cam of this.cameras.values()) {
       this.metrics.cameraRestarts.set({ camera: cam.id }, cam.restarts);
       this.publisher?.publishCameraStatus(this.cameraStatus(cam));
+      this.plc?.cameraStatus(this.cameraStatus(cam)); // issue 10
     }
     const line = this.summary();
     this.log.info({ summary: true }, line);
@@ -206,9 +220,10 @@ export class Daemon {
     const camStops = [...this.cameras.values()].map((c) => c.stop());
     await this.pipeline?.stop();
     await Promise.all(camStops);
-    if (this.publisher) {
-      await this.publisher.close([...this.cameras.values()].map((c) => this.cameraStatus(c)), 1500);
-    }
+    await Promise.all([
+      this.publisher?.close([...this.cameras.values()].map((c) => this.cameraStatus(c)), 1500),
+      this.plc?.close(1500), // issue 10: coils OFF, Sparkplug NDEATH
+    ]);
     await this.http?.close();
     await this.broker?.close();
     this.log.info(this.summary());

@@ -1,6 +1,7 @@
 /** The daemon's validated configuration (docs/configuration.md). */
 import type { MqttOptions } from '../publish/mqtt';
 import type { IngestOptions } from '../sources/camera';
+import type { ModbusConfig, SparkplugConfig } from '../plc/config';
 
 export type Provider = 'tensorrt' | 'cuda' | 'cpu';
 export const PROVIDERS: readonly Provider[] = ['tensorrt', 'cuda', 'cpu'];
@@ -37,5 +38,8 @@ export interface DaemonConfig {
   ingest: IngestOptions;
   http: { host: string; port: number };
   status: { intervalMs: number };
+  /** PLC / SCADA outputs (issue 10, src/plc/config.ts). */
+  sparkplug: SparkplugConfig;
+  modbus: ModbusConfig;
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
 }
