@@ -112,6 +112,7 @@ export class RejectOutput {
           if (Date.now() + wait >= r.deadline) throw new RequestRefused('deadline');
           await sleep(wait);
         }
+        if (this.closed) return; // stopping: no new pulse
         await this.link.request(c.unitId, (m) => m.writeCoil(c.address, true), r.deadline);
         this.ok(r);
         await this.pulseWait(c.pulseMs);
@@ -132,6 +133,8 @@ export class RejectOutput {
 
   /** The ON time of a pulse; cut short by close() so a stopping daemon leaves the coil OFF within its stop budget. */
   private pulseWait(ms: number): Promise<void> {
+    // close() came while the ON write was in flight: end the pulse at once.
+    if (this.closed) return Promise.resolve();
     return new Promise((res) => {
       const t = setTimeout(() => {
         this.endPulse = null;
