@@ -294,6 +294,35 @@ describe('Sparkplug B edge node against mosquitto and an independent host', { sk
   });
 });
 
+describe('Sparkplug B rate-limited data', { skip }, () => {
+  test('sparkplug.dataPeriodMs: at most one DDATA per period per camera, carrying the latest values', async () => {
+    const h = new Harness();
+    try {
+      const { host, cfg } = await setup(h, [cam('cam1', 10)], { dataPeriodMs: 1000 });
+      h.daemon(cfg);
+      const b = await h.explain(host.waitFor('NBIRTH', (m) => m.type === 'NBIRTH', START_MS));
+      await h.explain(waitFor('4 DDATA', () => host.of('DDATA', 'cam1', b.index).length >= 4, EVENT_MS));
+      const dd = host.of('DDATA', 'cam1', b.index);
+      const names = aliasMap(host, dd[0].index);
+      const ngAlias = [...names].find(([, v]) => v.name === 'Inspection/NG Count' && v.device === 'cam1')![0];
+      // A timer cannot fire more often than its period: the DDATA payload timestamps (set when sent) are >= ~1 s apart.
+      for (let i = 1; i < dd.length; i++) {
+        const gap = dd[i].timestamp! - dd[i - 1].timestamp!;
+        assert.ok(gap >= 950, `DDATA ${i} sent ${gap} ms after the previous`);
+      }
+      // Each carries the latest NG count, several frames on from the previous one (10 fps camera).
+      const counts = dd.map((m) => m.metrics.find((x) => x.alias === ngAlias)?.value as number | undefined).filter((v): v is number => v !== undefined);
+      assert.ok(counts.length >= 3, 'NG count in the DDATA');
+      assert.ok(counts.slice(1).some((c, i) => c - counts[i] > 1), `NG count jumps by more than one between DDATA: ${counts.join(',')}`);
+      const results = h.mqtt.json<ResultMsg>(h.topic('cam1', 'result'));
+      assert.ok(results.length > dd.length, 'the JSON topic still has every result');
+      assert.deepEqual(host.errors, []);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 async function setupOn(h: Harness, proxy: TcpProxy) {
   const host = await new SparkplugHost(h.broker.url, h.prefix).start();
   const cfg = await h.config([cam('cam1', 5)], { sparkplug: { enabled: true, groupId: h.prefix, edgeNodeId: NODE } });
