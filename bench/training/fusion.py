@@ -56,7 +56,8 @@ def main() -> None:
             "fusion-max": np.maximum(ps["maps"] / ks, pb["maps"] / kb)}
     out = {"format": "etstpm-fusion/1", "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
            "stpm_run": str(a.stpm_run), "membank_run": str(a.membank_run), "data": a.data, "category": a.category,
-           "stpm_epochs": meta_s.get("epochs_done"), "stpm_schedule": (meta_s["config"]["student"] or {}).get("schedule"),
+           "stpm_epochs": meta_s.get("epochs_done"),
+           "stpm_schedule": (meta_s["config"]["student"] or {}).get("schedule"),
            "seed": meta_s.get("seed"), "holdout_scale": {"stpm": ks, "membank": kb}, "results": {}}
     for name, m in maps.items():
         scores = m.reshape(len(m), -1).max(1).astype(np.float64)

@@ -7,6 +7,7 @@ import { accessSync, constants, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { redactUrl } from '../redact';
 import { validateCameras } from './cameras';
+import { validatePlcConfig } from '../plc/config';
 import { buildSchema, valueFlags } from './schema';
 import { DaemonConfig } from './types';
 
@@ -133,8 +134,11 @@ export function loadConfig(input: LoadInput): LoadResult {
       errors.push('mqtt.url: TLS files or credentials are set but mqtt.url is "" (embedded broker, plain TCP on localhost)');
     }
   }
+  // PLC / SCADA outputs (issue 10): per-output checks and that each output's camera exists.
+  const plc = validatePlcConfig(props, Array.isArray(props.cameras) ? props.cameras.map((c) => (c as { id?: unknown }).id).filter((id): id is string => typeof id === 'string') : []);
+  errors.push(...plc.errors);
   if (errors.length > 0) return { kind: 'error', errors };
-  return { kind: 'ok', config: { ...props, cameras: cams.cameras }, configFile };
+  return { kind: 'ok', config: { ...props, cameras: cams.cameras, modbus: { ...props.modbus, outputs: plc.modbusOutputs } }, configFile };
 }
 
 /** Re-reads only the camera list from the same sources (SIGHUP). */

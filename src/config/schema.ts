@@ -6,6 +6,7 @@
 import convict from 'convict';
 import { hostname } from 'node:os';
 import { PROVIDERS } from './types';
+import { addPlcFormats, plcSchema } from '../plc/config';
 
 /**
  * A coerce step that cannot parse its input returns this marker string (convict would otherwise throw from its
@@ -119,6 +120,7 @@ export function addFormats(): void {
       if (typeof v !== 'string' || v.trim().length === 0) throw new Error('must be a non-empty string');
     },
   });
+  addPlcFormats(); // PLC / SCADA outputs (issue 10): src/plc/config.ts
 }
 
 export const DEFAULT_CAMERAS = [{ id: 'sim-1', url: 'synthetic://' }];
@@ -216,6 +218,8 @@ export function buildSchema() {
     status: {
       intervalMs: { doc: 'Camera status topic, log summary and systemd STATUS= period', format: 'positive-int', default: 5000 },
     },
+    // PLC / SCADA outputs (issue 10): `sparkplug` and `modbus` blocks, src/plc/config.ts
+    ...plcSchema(),
     log: {
       level: {
         doc: 'Log level',

@@ -1,6 +1,7 @@
 /** The daemon's validated configuration (docs/configuration.md). */
 import type { MqttOptions } from '../publish/mqtt';
 import type { IngestOptions } from '../sources/camera';
+import type { ModbusConfig, SparkplugConfig } from '../plc/config';
 
 export type Provider = 'tensorrt' | 'cuda' | 'cpu';
 export const PROVIDERS: readonly Provider[] = ['tensorrt', 'cuda', 'cpu'];
@@ -47,5 +48,8 @@ export interface DaemonConfig {
     mqttCommands: boolean;
     capture: { root: string; everyN: number; maxImages: number; maxBytes: number; minFreeBytes: number };
   };
+  /** PLC / SCADA outputs (issue 10, src/plc/config.ts). */
+  sparkplug: SparkplugConfig;
+  modbus: ModbusConfig;
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
 }

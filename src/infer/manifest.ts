@@ -12,6 +12,8 @@ export interface ModelManifest {
   onnxPath: string;
   name: string;
   version: string;
+  /** Detection method (docs/model-format.md): "membank", "stpm", ...; "stpm" for models exported before the key. */
+  method: string;
   inputName: string;
   height: number;
   width: number;
@@ -97,6 +99,7 @@ export function readManifest(dir: string): ModelManifest {
     onnxPath: join(abs, onnxFile),
     name: str(j.name, 'name', file),
     version: str(j.version, 'version', file),
+    method: j.method === undefined ? 'stpm' : str(j.method, 'method', file),
     inputName: str(input.name ?? 'frames', 'input.name', file),
     height,
     width,

@@ -1,6 +1,7 @@
 /** MQTT topics and payloads (docs/mqtt.md). */
 import type { CameraState } from '../sources/camera';
 import type { Verdict } from '../score/normalize';
+import type { RejectOutputStatus } from '../modbus/reject-output';
 
 export interface ModelRef {
   name: string;
@@ -39,6 +40,8 @@ export interface CameraStatusMessage {
   model: ModelRef;
   error?: string;
   since: number;
+  /** The camera's Modbus reject output, when configured (issue 10). */
+  plc?: RejectOutputStatus;
 }
 
 export const topics = (prefix: string) => ({

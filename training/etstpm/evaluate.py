@@ -229,8 +229,8 @@ def format_table(result: dict) -> str:
             flagged = f"{v['detected']}/{v['n']}"
         rows.append(row(name, r["n_defective"], r, flagged))
     tail = (f"per defect: its images against all {n_good} good ones; '-' = undefined (no masks)\n"
-            f"method: {result.get('method', 'stpm')} | protocol: {result['protocol']} | finetune: {result['finetune']} | "
-            f"epochs: {result['epochs']} | "
+            f"method: {result.get('method', 'stpm')} | protocol: {result['protocol']} | "
+            f"finetune: {result['finetune']} | epochs: {result['epochs']} | "
             f"image size: {result['image_size']} | seed: {result['seed']} | "
             f"inference {result['inference_ms_per_image']:.1f} ms/image on {result['device']} | "
             f"eval wall {result['eval_wall_time_s']:.0f} s")

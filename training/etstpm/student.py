@@ -155,7 +155,8 @@ def train_student(
                 n += len(x)
                 bar.update(1)
                 bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss.item():.4f}")
-            rec = {"epoch": epoch + 1, "loss": loss_sum / n, "lr_last": lr, "wall_s": round(time.perf_counter() - t0, 3)}
+            rec = {"epoch": epoch + 1, "loss": loss_sum / n, "lr_last": lr,
+                   "wall_s": round(time.perf_counter() - t0, 3)}
             history.append(rec)
             save_torch({"epoch": epoch + 1, "student": model.student.state_dict(),
                         "optimizer": optimizer.state_dict(), "generator": generator.get_state(),

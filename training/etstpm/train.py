@@ -17,8 +17,19 @@ from .errors import ConfigError
 from .finetune import PROTOCOL_LEAKAGE_FREE, PROTOCOL_PAPER, FinetuneConfig, build_task, finetune, resolve_mode
 from .membank import MembankConfig, fit_bank
 from .model import ETSTPM
-from .run import (BANK, CHECKPOINT, LOG, METHODS, RUN_FORMAT, STUDENT, TEACHER, RunError, read_meta, save_torch,
-                  write_meta)
+from .run import (
+    BANK,
+    CHECKPOINT,
+    LOG,
+    METHODS,
+    RUN_FORMAT,
+    STUDENT,
+    TEACHER,
+    RunError,
+    read_meta,
+    save_torch,
+    write_meta,
+)
 from .student import StudentConfig, train_student
 from .weights import load_resnet18
 

@@ -17,7 +17,7 @@ The picks are the naive loop's (tests compare both on a small set).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

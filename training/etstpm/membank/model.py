@@ -56,7 +56,7 @@ class MemoryBankModel(nn.Module):
         self.register_buffer("bank_sq", (self.bank * self.bank).sum(1))
         self.blur = GaussianBlur(sigma)
 
-    def train(self, mode: bool = True) -> "MemoryBankModel":
+    def train(self, mode: bool = True) -> MemoryBankModel:
         super().train(mode)
         self.teacher.eval()
         return self

@@ -1,0 +1,68 @@
+/** Deep validation of `modbus.outputs`: one message per problem, naming the output's index and key. */
+import type { RejectOutputConfig } from './reject-output';
+
+const KEYS = ['camera', 'host', 'port', 'unitId', 'type', 'address', 'pulseMs', 'gapMs'] as const;
+const HOST = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$|^\[?[0-9A-Fa-f:.]+\]?$/;
+
+export interface OutputsValidation {
+  outputs: RejectOutputConfig[];
+  errors: string[];
+}
+
+function int(v: unknown, key: string, min: number, max: number, errors: string[]): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    errors.push(`${key}: must be an integer between ${min} and ${max}`);
+    return min;
+  }
+  return v;
+}
+
+/** `cameraIds`: the configured cameras; an output for another id is a typo, not a feature. */
+export function validateModbusOutputs(raw: unknown, cameraIds: readonly string[]): OutputsValidation {
+  const errors: string[] = [];
+  const outputs: RejectOutputConfig[] = [];
+  if (!Array.isArray(raw)) return { outputs, errors: ['modbus.outputs: must be an array of {camera, host, type, address, ...}'] };
+  const perCamera = new Set<string>();
+  const targets = new Map<string, number>();
+  raw.forEach((item: unknown, i: number) => {
+    const key = `modbus.outputs[${i}]`;
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) {
+      errors.push(`${key}: must be an object {camera, host, port?, unitId?, type, address, pulseMs?, gapMs?}`);
+      return;
+    }
+    const o = item as Record<string, unknown>;
+    const before = errors.length;
+    for (const k of Object.keys(o)) {
+      if (!(KEYS as readonly string[]).includes(k)) errors.push(`${key}.${k}: not a known key (expected ${KEYS.join(', ')})`);
+    }
+    const camera = o.camera;
+    if (typeof camera !== 'string' || camera === '') errors.push(`${key}.camera: must be the id of a configured camera`);
+    else if (!cameraIds.includes(camera)) errors.push(`${key}.camera: no camera with id "${camera}" (cameras: ${cameraIds.join(', ') || 'none'})`);
+    else if (perCamera.has(camera)) errors.push(`${key}.camera: camera "${camera}" already has a Modbus output`);
+    else perCamera.add(camera);
+    const host = o.host;
+    if (typeof host !== 'string' || !HOST.test(host)) errors.push(`${key}.host: must be a host name or IP address of the PLC`);
+    const port = int(o.port ?? 502, `${key}.port`, 1, 65535, errors);
+    // Unit 0 is broadcast on serial lines; Modbus TCP servers answer 1-247 (255 on many gateways).
+    const unitId = int(o.unitId ?? 1, `${key}.unitId`, 0, 255, errors);
+    const type = o.type;
+    if (type !== 'coil' && type !== 'register') errors.push(`${key}.type: must be "coil" (pulse) or "register" (counter)`);
+    const address = int(o.address, `${key}.address`, 0, 65535, errors);
+    const pulseMs = int(o.pulseMs ?? 200, `${key}.pulseMs`, 1, 60000, errors);
+    const gapMs = int(o.gapMs ?? 50, `${key}.gapMs`, 0, 60000, errors);
+    if (type === 'register' && (o.pulseMs !== undefined || o.gapMs !== undefined)) {
+      errors.push(`${key}.pulseMs: only for type "coil" (a register output writes a counter, no pulse)`);
+    }
+    if (errors.length === before) {
+      const target = `${host as string}:${port}/${unitId}/${type as string}/${address}`;
+      const other = targets.get(target);
+      if (other !== undefined) {
+        errors.push(`${key}.address: the same ${type as string} ${address} on ${host as string}:${port} unit ${unitId} is already used by modbus.outputs[${other}]`);
+        return;
+      }
+      targets.set(target, i);
+      outputs.push({ camera: camera as string, host: host as string, port, unitId, type: type as 'coil' | 'register', address, pulseMs, gapMs });
+    }
+  });
+  return { outputs, errors };
+}

@@ -1,0 +1,203 @@
+/**
+ * The reject signal of one camera on a PLC: on every NG frame either a coil pulse (ON, pulseMs, OFF, then at least
+ * gapMs OFF so the PLC sees separate edges) or a holding register counter incremented by one (the PLC acts on each
+ * change). Rejects run in order, one at a time. A reject is carried out only if its write can be sent before the
+ * frame's deadline (capture time + reject.deadlineMs); otherwise it is dropped, counted and logged - never late.
+ */
+import type { Logger } from '../log';
+import { errorText, ModbusLink, RequestRefused } from './link';
+
+export interface RejectOutputConfig {
+  camera: string;
+  host: string;
+  port: number;
+  unitId: number;
+  type: 'coil' | 'register';
+  /** 0-based protocol address (coil 0 = "00001", holding register 0 = "40001" in PLC manuals). */
+  address: number;
+  /** Coil only: how long the coil stays ON. */
+  pulseMs: number;
+  /** Coil only: least OFF time before the next pulse. */
+  gapMs: number;
+}
+
+export interface RejectRequest {
+  frameSeq: number;
+  capturedAt: number;
+  /** epoch ms after which the reject is void. */
+  deadline: number;
+}
+
+/**
+ * deadline: could not be sent before the deadline (PLC busy with earlier pulses, or late frame);
+ * disconnected: PLC link down; timeout: sent but unanswered by the deadline (the link is reset);
+ * error: the PLC answered with a Modbus exception; queue_full: more than MAX_QUEUED rejects waiting.
+ */
+export type DropReason = 'deadline' | 'disconnected' | 'timeout' | 'error' | 'queue_full';
+export const DROP_REASONS: readonly DropReason[] = ['deadline', 'disconnected', 'timeout', 'error', 'queue_full'];
+
+export interface RejectOutputHooks {
+  written(camera: string, r: RejectRequest): void;
+  dropped(camera: string, reason: DropReason, r: RejectRequest): void;
+}
+
+export interface RejectOutputStatus {
+  plc: string;
+  link: string;
+  type: 'coil' | 'register';
+  address: number;
+  written: number;
+  dropped: number;
+  lastError?: string;
+}
+
+const MAX_QUEUED = 32;
+const LOG_EVERY_MS = 5000;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export class RejectOutput {
+  written = 0;
+  readonly dropped: Record<DropReason, number> = { deadline: 0, disconnected: 0, timeout: 0, error: 0, queue_full: 0 };
+  private readonly queue: RejectRequest[] = [];
+  private running: Promise<void> | null = null;
+  /** Earliest time the next ON may be sent (previous OFF + gapMs). */
+  private coilFreeAt = 0;
+  private counter = 0;
+  private closed = false;
+  private endPulse: (() => void) | null = null;
+  private readonly lastLog = new Map<DropReason, { at: number; since: number }>();
+
+  constructor(
+    readonly cfg: RejectOutputConfig,
+    readonly link: ModbusLink,
+    private readonly hooks: RejectOutputHooks,
+    private readonly log: Logger,
+  ) {
+    link.on('up', () => void this.onLinkUp());
+  }
+
+  status(): RejectOutputStatus {
+    const s: RejectOutputStatus = {
+      plc: this.link.endpoint,
+      link: this.link.state,
+      type: this.cfg.type,
+      address: this.cfg.address,
+      written: this.written,
+      dropped: DROP_REASONS.reduce((a, r) => a + this.dropped[r], 0),
+    };
+    if (this.link.lastError) s.lastError = this.link.lastError;
+    return s;
+  }
+
+  /** An NG frame of this camera. Returns at once; the write happens in order behind earlier rejects. */
+  reject(r: RejectRequest): void {
+    if (this.closed) return;
+    if (this.queue.length >= MAX_QUEUED) this.drop('queue_full', this.queue.shift() as RejectRequest);
+    this.queue.push(r);
+    this.running ??= this.drain().finally(() => {
+      this.running = null;
+    });
+  }
+
+  private async drain(): Promise<void> {
+    for (let r = this.queue.shift(); r && !this.closed; r = this.queue.shift()) await this.one(r);
+  }
+
+  private async one(r: RejectRequest): Promise<void> {
+    const c = this.cfg;
+    try {
+      if (c.type === 'coil') {
+        const wait = this.coilFreeAt - Date.now();
+        if (wait > 0) {
+          if (Date.now() + wait >= r.deadline) throw new RequestRefused('deadline');
+          await sleep(wait);
+        }
+        if (this.closed) return; // stopping: no new pulse
+        await this.link.request(c.unitId, (m) => m.writeCoil(c.address, true), r.deadline);
+        this.ok(r);
+        await this.pulseWait(c.pulseMs);
+        await this.coilOff();
+        this.coilFreeAt = Date.now() + c.gapMs;
+      } else {
+        const next = (this.counter + 1) & 0xffff;
+        await this.link.request(c.unitId, (m) => m.writeRegister(c.address, next), r.deadline);
+        this.counter = next;
+        this.ok(r);
+      }
+    } catch (err) {
+      if (err instanceof RequestRefused) this.drop(err.reason, r);
+      else if ((err as { modbusCode?: number }).modbusCode !== undefined) this.drop('error', r, errorText(err));
+      else this.drop('timeout', r, errorText(err));
+    }
+  }
+
+  /** The ON time of a pulse; cut short by close() so a stopping daemon leaves the coil OFF within its stop budget. */
+  private pulseWait(ms: number): Promise<void> {
+    // close() came while the ON write was in flight: end the pulse at once.
+    if (this.closed) return Promise.resolve();
+    return new Promise((res) => {
+      const t = setTimeout(() => {
+        this.endPulse = null;
+        res();
+      }, ms);
+      this.endPulse = () => {
+        clearTimeout(t);
+        this.endPulse = null;
+        res();
+      };
+    });
+  }
+
+  private ok(r: RejectRequest): void {
+    this.written++;
+    this.hooks.written(this.cfg.camera, r);
+  }
+
+  /** OFF has no deadline: a coil must never stay ON. If the link died, onLinkUp writes OFF again. */
+  private async coilOff(): Promise<void> {
+    const c = this.cfg;
+    try {
+      await this.link.request(c.unitId, (m) => m.writeCoil(c.address, false));
+    } catch (err) {
+      this.log.warn({ camera: c.camera, plc: this.link.endpoint, coil: c.address, err: errorText(err) }, 'Modbus: reject coil OFF failed; it is written again on reconnect');
+    }
+  }
+
+  /** (Re)connected: coils to their safe state (OFF); a register counter continues from the PLC's value. */
+  private async onLinkUp(): Promise<void> {
+    const c = this.cfg;
+    try {
+      if (c.type === 'coil') await this.link.request(c.unitId, (m) => m.writeCoil(c.address, false));
+      else this.counter = (await this.link.request(c.unitId, (m) => m.readHoldingRegisters(c.address, 1))).data[0] ?? 0;
+    } catch (err) {
+      this.log.warn({ camera: c.camera, plc: this.link.endpoint, err: errorText(err) }, `Modbus: ${c.type === 'coil' ? 'resetting the reject coil' : 'reading the reject counter'} after connect failed`);
+    }
+  }
+
+  private drop(reason: DropReason, r: RejectRequest, detail?: string): void {
+    this.dropped[reason]++;
+    this.hooks.dropped(this.cfg.camera, reason, r);
+    // One log line per reason every few seconds, with the count since the last one: a PLC outage at 30 fps must
+    // not flood the journal, yet every drop is visible in the counters.
+    const now = Date.now();
+    const l = this.lastLog.get(reason) ?? { at: 0, since: 0 };
+    l.since++;
+    if (now - l.at >= LOG_EVERY_MS) {
+      this.log.warn(
+        { camera: this.cfg.camera, plc: this.link.endpoint, reason, frameSeq: r.frameSeq, lateByMs: Math.max(0, now - r.deadline), droppedSinceLastLog: l.since, err: detail },
+        'Modbus: reject dropped (not written before its deadline)',
+      );
+      l.at = now;
+      l.since = 0;
+    }
+    this.lastLog.set(reason, l);
+  }
+
+  /** Stops taking rejects; a pulse in progress ends now (coil OFF), then this resolves. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.queue.length = 0;
+    this.endPulse?.();
+    await this.running;
+  }
+}

@@ -1,0 +1,180 @@
+// Issue 10, Modbus TCP reject output: the daemon against a real Modbus TCP server (pymodbus, test/fixtures/
+// modbus_plc.py, an implementation independent of the daemon's npm client) that records every write with its own
+// clock. One coil pulse of the configured length per NG frame, before that frame's deadline; a register counter;
+// rejects that cannot be written before their deadline are dropped and counted, never written late; the daemon
+// keeps scoring while the PLC is down, reports the link on /healthz, /metrics and the status topic, and resumes.
+import assert from 'node:assert/strict';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Camera, Config } from './helpers/daemon';
+import { missing, REPO, tmpDir } from './helpers/env';
+import { CameraStatus, Harness, ResultMsg } from './helpers/harness';
+import { ModelManifest, readManifest } from './helpers/model';
+import { missingPymodbus, ModbusPlc, Pulse } from './helpers/modbus-plc';
+import { waitFor } from './helpers/wait';
+
+const START_MS = 60000;
+const EVENT_MS = 20000;
+
+const skip = missing('daemon', 'mosquitto', 'ffmpeg', 'venv') || missingPymodbus();
+const models = tmpDir('etstpm-modbus-models-');
+let ngModel: { dir: string; manifest: ModelManifest };
+
+before(() => {
+  if (skip) return;
+  const dir = join(models.dir, 'ng');
+  cpSync(join(REPO, 'test', 'unit', 'fixtures', 'tiny-model'), dir, { recursive: true });
+  const f = join(dir, 'model.json');
+  const m = JSON.parse(readFileSync(f, 'utf8')) as ModelManifest;
+  m.threshold.raw = -1;
+  m.normalization = { ...m.normalization, threshold: -1, min: -1, max: 1 };
+  writeFileSync(f, JSON.stringify(m, null, 2));
+  ngModel = { dir, manifest: readManifest(dir) };
+});
+after(() => models.remove());
+
+interface RejectMsg { camera: string; seq: number; capturedAt: number; deadline: number; score: number }
+type StatusWithPlc = CameraStatus & { plc?: { plc: string; link: string; written: number; dropped: number } };
+
+const cam = (id: string, fps: number): Camera => ({ id, url: `synthetic://?fps=${fps}&size=64&seed=${id.length}` });
+
+async function getText(port: number, path: string): Promise<{ status: number; text: string }> {
+  const r = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: r.status, text: await r.text() };
+}
+
+function metricValue(text: string, name: string, labels: Record<string, string>): number {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`)) continue;
+    const ls = line.slice(name.length + 1, line.indexOf('}'));
+    if (Object.entries(labels).every(([k, v]) => ls.includes(`${k}="${v}"`))) return Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return NaN;
+}
+
+/** `outputs` gets the PLC's port (known once it listens). */
+async function start(h: Harness, plc: ModbusPlc, cameras: Camera[], outputs: (port: number) => unknown[], extra: Config = {}) {
+  h.model = ngModel;
+  await h.startBroker();
+  await plc.start();
+  const cfg = await h.config(cameras, { modbus: { outputs: outputs(plc.port), reconnectMinMs: 200, reconnectMaxMs: 1000 }, ...extra }, true);
+  const httpPort = (cfg.http as { port: number }).port;
+  return { d: h.daemon(cfg), httpPort };
+}
+
+describe('Modbus TCP reject output against a pymodbus server', { skip }, () => {
+  test('one pulse per NG frame before its deadline, a register counter, PLC outage and recovery', async () => {
+    const h = new Harness();
+    const plc = new ModbusPlc({ 10: 41 });
+    try {
+      const PULSE = 150;
+      const { d, httpPort } = await start(h, plc, [cam('cam1', 2), cam('cam2', 2)], (port) => [
+        { camera: 'cam1', host: '127.0.0.1', port, type: 'coil', address: 3, pulseMs: PULSE, gapMs: 50 },
+        { camera: 'cam2', host: '127.0.0.1', port, type: 'register', address: 10 },
+      ], { reject: { deadlineMs: 5000 } });
+
+      // The first write after connecting puts the coil in its safe state (OFF).
+      await h.explain(waitFor('coil reset on connect', () => plc.coilWrites(3).length > 0, START_MS));
+      assert.deepEqual(plc.coilWrites(3)[0].values, [0], 'first coil write is OFF');
+
+      const pulses = await h.explain(plc.waitPulses(3, 6, START_MS));
+      // Every pulse is at least pulseMs long at the PLC (liveness bound only above).
+      for (const p of pulses) {
+        assert.ok(p.off! - p.on >= PULSE, `pulse ${p.off! - p.on} ms >= ${PULSE} ms`);
+        assert.ok(p.off! - p.on < PULSE + 10000, 'the coil goes low again');
+      }
+      // One pulse per NG frame, in order, each after its capture and before its deadline.
+      const rejects = h.mqtt.json<RejectMsg>(h.topic('cam1', 'reject'));
+      const metrics = await getText(httpPort, '/metrics');
+      const dropped = ['deadline', 'disconnected', 'timeout', 'error', 'queue_full']
+        .reduce((a, r) => a + metricValue(metrics.text, 'etstpm_modbus_rejects_dropped_total', { camera: 'cam1', reason: r }), 0);
+      assert.equal(dropped, 0, 'no reject dropped with the PLC up and a 5 s deadline');
+      const written = metricValue(metrics.text, 'etstpm_modbus_rejects_written_total', { camera: 'cam1' });
+      const allPulses = await h.explain(waitFor(`PLC saw ${written} pulses`, () => {
+        const ps = plc.pulses(3);
+        return ps.length >= written ? ps : undefined;
+      }, EVENT_MS));
+      assert.ok(rejects.length >= allPulses.length, `${rejects.length} NG rejects for ${allPulses.length} pulses`);
+      allPulses.forEach((p: Pulse, k: number) => {
+        const r = rejects[k];
+        assert.ok(p.on >= r.capturedAt, `pulse ${k} after its frame's capture`);
+        assert.ok(p.on <= r.deadline, `pulse ${k} at ${p.on} before deadline ${r.deadline}`);
+      });
+      const results = h.mqtt.json<ResultMsg>(h.topic('cam1', 'result'));
+      assert.ok(results.every((r) => r.verdict === 'ng'));
+
+      // Register output: continues from the PLC's value (41) by one per NG frame.
+      await h.explain(waitFor('3 register writes', () => plc.registerWrites(10).length >= 3, EVENT_MS));
+      const regs = plc.registerWrites(10).map((w) => w.values[0]);
+      assert.deepEqual(regs, regs.map((_, i) => 42 + i), 'counter 42, 43, ... from the preset 41');
+
+      // Link state while up.
+      const hz = JSON.parse((await getText(httpPort, '/healthz')).text) as { modbus: Record<string, { link: string }> };
+      assert.equal(hz.modbus.cam1.link, 'up');
+      assert.equal(metricValue(metrics.text, 'etstpm_modbus_link_up', { plc: `127.0.0.1:${plc.port}` }), 1);
+
+      // PLC down: scoring goes on, the link shows down everywhere, rejects are dropped as "disconnected".
+      await plc.kill();
+      const down = Date.now();
+      await h.explain(h.mqtt.waitJson<StatusWithPlc>(h.topic('cam1', 'status'), (s) => s.plc?.link === 'down', EVENT_MS, down, 'plc link down'));
+      await h.explain(waitFor('results while the PLC is down', () => h.mqtt.json(h.topic('cam1', 'result'), down).length >= 4, EVENT_MS));
+      await h.explain(waitFor('/metrics shows the outage', async () => {
+        const t = (await getText(httpPort, '/metrics')).text;
+        return metricValue(t, 'etstpm_modbus_link_up', { plc: `127.0.0.1:${plc.port}` }) === 0
+          && metricValue(t, 'etstpm_modbus_rejects_dropped_total', { camera: 'cam1', reason: 'disconnected' }) > 0;
+      }, EVENT_MS));
+      const hzDown = await getText(httpPort, '/healthz');
+      assert.equal(hzDown.status, 200, 'a PLC outage does not make the daemon unhealthy (it keeps scoring)');
+      assert.equal((JSON.parse(hzDown.text) as { modbus: Record<string, { link: string }> }).modbus.cam1.link, 'down');
+      assert.ok(d.running);
+
+      // PLC back: reconnect (backoff <= 1 s here), safe state, pulses resume.
+      const writesBefore = plc.writes.length;
+      await plc.start();
+      const back = Date.now();
+      await h.explain(h.mqtt.waitJson<StatusWithPlc>(h.topic('cam1', 'status'), (s) => s.plc?.link === 'up', EVENT_MS, back, 'plc link up again'));
+      const resumed = await h.explain(plc.waitPulses(3, 2, EVENT_MS, back));
+      assert.ok(resumed.every((p) => p.off! - p.on >= PULSE));
+      assert.deepEqual(plc.writes.slice(writesBefore).find((w) => w.fc === 5)?.values, [0], 'coil reset first after the reconnect');
+      await h.explain(d.proc.waitLine(/PLC reconnected/, EVENT_MS));
+    } finally {
+      await plc.stop();
+      await h.close();
+    }
+  });
+
+  test('a reject that cannot be written before its deadline is dropped and counted, never written late', async () => {
+    const h = new Harness();
+    const plc = new ModbusPlc();
+    try {
+      // Pulses of 1.5 s at 5 NG frames/s and an 800 ms deadline: most rejects wait behind a pulse past their deadline.
+      const { d, httpPort } = await start(h, plc, [cam('cam1', 5)], (port) => [
+        { camera: 'cam1', host: '127.0.0.1', port, type: 'coil', address: 0, pulseMs: 1500, gapMs: 100 },
+      ], { reject: { deadlineMs: 800 } });
+      await h.explain(plc.waitPulses(0, 3, START_MS));
+      const m = await h.explain(waitFor('deadline drops counted', async () => {
+        const t = (await getText(httpPort, '/metrics')).text;
+        return metricValue(t, 'etstpm_modbus_rejects_dropped_total', { camera: 'cam1', reason: 'deadline' }) >= 3 ? t : undefined;
+      }, EVENT_MS));
+      const written = metricValue(m, 'etstpm_modbus_rejects_written_total', { camera: 'cam1' });
+      await d.stop();
+      const rejects = h.mqtt.json<RejectMsg>(h.topic('cam1', 'reject'));
+      const pulses = plc.pulses(0);
+      assert.ok(pulses.length >= written, `${pulses.length} pulses for ${written} written`);
+      // Every pulse started inside the validity window of some NG frame: none is late.
+      pulses.forEach((p, i) => {
+        assert.ok(rejects.some((r) => p.on >= r.capturedAt && p.on <= r.deadline), `pulse at ${p.on} lies within a frame's deadline`);
+        // The stop cuts a pulse in progress short (coil OFF within the stop budget); all others are full length.
+        if (i < pulses.length - 1) assert.ok(p.off! - p.on >= 1500, `pulse ${i}: ${p.off! - p.on} ms`);
+      });
+      assert.ok(pulses.length < rejects.length, 'fewer pulses than NG frames: the rest were dropped');
+      assert.ok(d.proc.lines.some((l) => l.includes('reject dropped') && l.includes('"reason":"deadline"')), 'drops are logged');
+      // (the server's log line may reach this process a moment after the daemon has exited)
+      await h.explain(waitFor('the coil OFF after the daemon stopped', () => plc.coilWrites(0).at(-1)?.values[0] === 0, EVENT_MS));
+    } finally {
+      await plc.stop();
+      await h.close();
+    }
+  });
+});
