@@ -65,7 +65,7 @@ describe('config', () => {
     const r = loadConfig({ argv: [], env: {} });
     assert.equal(r.kind, 'ok');
     if (r.kind !== 'ok') return;
-    assert.deepEqual(r.config.cameras, [{ id: 'sim-1', url: 'synthetic://', fps: 0, roi: null, transport: 'tcp', decoder: 'ffmpeg' }]);
+    assert.deepEqual(r.config.cameras, [{ id: 'sim-1', url: 'synthetic://', fps: 0, roi: null, transport: 'tcp', decoder: 'ffmpeg', model: null }]);
     assert.equal(r.config.mqtt.url, '');
     assert.equal(r.config.model.dir, 'models/demo');
     assert.deepEqual(r.config.model.providers, ['tensorrt', 'cuda', 'cpu']);
@@ -90,7 +90,7 @@ describe('config', () => {
     assert.equal(r.kind, 'ok');
     if (r.kind !== 'ok') return;
     assert.deepEqual(r.config.model.providers, ['cuda', 'cpu']);
-    assert.deepEqual(r.config.cameras[0], { id: 'c1', url: 'rtsp://h/s', fps: 5, roi: { x: 1, y: 2, width: 30, height: 40 }, transport: 'tcp', decoder: 'ffmpeg' });
+    assert.deepEqual(r.config.cameras[0], { id: 'c1', url: 'rtsp://h/s', fps: 5, roi: { x: 1, y: 2, width: 30, height: 40 }, transport: 'tcp', decoder: 'ffmpeg', model: null });
   });
 
   it('one message per problem, each naming the key', () => {
