@@ -48,6 +48,8 @@ const DEVICE_METRICS: Record<string, string> = {
   'Inspection/Latency ms': 'Double',
   'Camera/State': 'String',
   'Camera/FPS': 'Double',
+  'Model/Name': 'String',
+  'Model/Version': 'String',
 };
 
 async function setup(h: Harness, cameras: Camera[], sparkplug: Record<string, unknown> = {}, mqttUrl?: string) {

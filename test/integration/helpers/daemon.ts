@@ -12,6 +12,8 @@ export interface Camera {
   roi?: { x: number; y: number; width: number; height: number };
   transport?: 'tcp' | 'udp';
   decoder?: 'ffmpeg' | 'jetson-gst';
+  /** The camera's own model folder (else model.dir). */
+  model?: string;
 }
 
 export type Config = Record<string, unknown>;
