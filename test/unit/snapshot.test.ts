@@ -3,9 +3,9 @@ import { describe, it } from 'node:test';
 import sharp from 'sharp';
 import { composeOverlay } from '../../src/publish/overlay';
 import { renderSnapshot } from '../../src/publish/snapshot';
-import { normalizeMapToBytes } from '../../src/score/normalize';
 import { renderPart } from '../../src/sources/synthetic/part';
 import { createRng } from '../../src/sources/synthetic/rng';
+import { libvipsOverlay } from './libvips-overlay';
 
 const norm = { threshold: 0.5, min: 0, max: 1 };
 
@@ -17,34 +17,6 @@ async function input(size: number) {
   return { frame: part.rgb, map, width: size, height: size, normalization: norm, mask };
 }
 
-/**
- * The libvips chain snapshot.ts used before the overlay moved to JavaScript (src/publish/overlay.ts): kept as an
- * independent reference for the picture (heat alpha = clamp(2b - 128) * 0.6, mask = b >= 128, band = mask XOR
- * dilate(2)).
- */
-async function libvipsOverlay(inp: { frame: Buffer; map: Float32Array; width: number; height: number }): Promise<Buffer> {
-  const { width, height } = inp;
-  const mapBytes = Buffer.from(normalizeMapToBytes(inp.map, norm).buffer);
-  const grey = { raw: { width, height, channels: 1 as const } };
-  // Heat: alpha ramps from 0 at normalized 0.25 to full at 0.75 (byte 64..192), via one linear op in libvips.
-  const heatAlpha = await sharp(mapBytes, grey).linear(2, -128).extractChannel(0).raw().toBuffer();
-  const mask = await sharp(mapBytes, grey).threshold(128).extractChannel(0).raw().toBuffer();
-  const dilated = await sharp(mask, grey).dilate(2).extractChannel(0).raw().toBuffer();
-  const outline = await sharp(dilated, grey).boolean(mask, 'eor', grey).extractChannel(0).raw().toBuffer();
-  const layer = async (rgb: { r: number; g: number; b: number }, alpha: Buffer, scale: number): Promise<Buffer> =>
-    sharp({ create: { width, height, channels: 3, background: rgb } })
-      .joinChannel(await sharp(alpha, grey).linear(scale, 0).extractChannel(0).raw().toBuffer(), grey)
-      .png({ compressionLevel: 0 })
-      .toBuffer();
-  const heat = await layer({ r: 255, g: 32, b: 0 }, heatAlpha, 0.6);
-  const edge = await layer({ r: 255, g: 230, b: 0 }, outline, 1);
-  return sharp(inp.frame, { raw: { width, height, channels: 3 } })
-    .composite([{ input: heat }, { input: edge }])
-    .removeAlpha()
-    .raw()
-    .toBuffer();
-}
-
 describe('snapshots', () => {
   it('draws the same picture as the libvips reference chain (within 1 per channel)', async () => {
     for (const size of [64, 256]) {
@@ -52,7 +24,7 @@ describe('snapshots', () => {
       // the mask's two levels plus a ripple, so the heat ramp and the threshold are crossed in between too
       inp.map.forEach((v, i) => (inp.map[i] = v + 0.3 * Math.sin(i / 37)));
       const ours = composeOverlay(inp.frame, inp.map, size, size, norm);
-      const theirs = await libvipsOverlay(inp);
+      const theirs = await libvipsOverlay(inp, norm);
       let max = 0;
       for (let i = 0; i < ours.length; i++) max = Math.max(max, Math.abs(ours[i] - theirs[i]));
       assert.ok(max <= 1, `size ${size}: largest difference ${max}`);
