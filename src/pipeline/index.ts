@@ -135,6 +135,12 @@ export class Pipeline {
   private async loop(): Promise<void> {
     while (!this.stopping) {
       await this.slots.wait();
+      // One turn of the event loop before taking the batch. session.run blocks the loop (onnxruntime-node runs it
+      // synchronously, after a setImmediate), so the decoders' pipes are read only between runs. Without this turn
+      // the batch took the frame left over from the previous gap and the freshly buffered newer frame was read a
+      // moment later, during onnxruntime's setImmediate, to wait through a whole run: frame-to-publish was about
+      // two run times. Now the newest frame goes into the next run (bench/daemon/README.md, "Latency").
+      await new Promise<void>((resolve) => setImmediate(resolve));
       if (this.stopping) break;
       const engine = this.nextModel();
       if (!engine) continue;
