@@ -68,6 +68,9 @@ export interface DeviceResult {
 export interface DeviceStatus {
   state: string;
   fps: number;
+  /** The camera's own model (cameras may have different ones; the node's Model/* metrics describe the primary). */
+  modelName: string;
+  modelVersion: string;
 }
 
 interface MetricDef {
@@ -94,6 +97,8 @@ export const DEVICE_METRICS = {
   latencyMs: { name: 'Inspection/Latency ms', type: 'Double' },
   state: { name: 'Camera/State', type: 'String' },
   fps: { name: 'Camera/FPS', type: 'Double' },
+  modelName: { name: 'Model/Name', type: 'String' },
+  modelVersion: { name: 'Model/Version', type: 'String' },
 } as const satisfies Record<string, MetricDef>;
 type DeviceKey = keyof typeof DEVICE_METRICS;
 const DEVICE_KEYS = Object.keys(DEVICE_METRICS) as DeviceKey[];
@@ -222,7 +227,7 @@ export class SparkplugEdgeNode {
     const dev: Device = {
       id,
       aliasBase,
-      values: { score: null, verdict: null, ngCount: 0, frameSeq: null, latencyMs: null, state: status.state, fps: status.fps },
+      values: { score: null, verdict: null, ngCount: 0, frameSeq: null, latencyMs: null, state: status.state, fps: status.fps, modelName: status.modelName, modelVersion: status.modelVersion },
       sent: {},
       born: false,
       timestamps: {},
@@ -250,7 +255,7 @@ export class SparkplugEdgeNode {
   status(id: string, s: DeviceStatus): void {
     const dev = this.devices.get(id);
     if (!dev) return;
-    this.update(dev, { state: s.state, fps: s.fps }, Date.now());
+    this.update(dev, { state: s.state, fps: s.fps, modelName: s.modelName, modelVersion: s.modelVersion }, Date.now());
   }
 
   private update(dev: Device, patch: Partial<Record<DeviceKey, MetricValue>>, ts: number): void {
