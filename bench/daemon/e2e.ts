@@ -16,7 +16,7 @@
 //        [--fps 15] [--size WxH] [--cameras 1] [--rounds 5] [--segment 20] [--rss-every 5] [--snapshots on|off]
 //        [--daemon-node-args "--cpu-prof --cpu-prof-dir=DIR"]
 //        [--out FILE.json]
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { baseConfig, Daemon } from '../../test/integration/helpers/daemon';
@@ -27,31 +27,7 @@ import { RtspServer } from '../../test/integration/helpers/rtsp';
 import { sleep, waitFor } from '../../test/integration/helpers/wait';
 import { BareRunner } from './bare';
 import { mean, percentile, round, slope } from './stats';
-
-function arg(name: string, def?: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : def;
-}
-
-function rssMiB(pid: number): number | null {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : null;
-  } catch {
-    return null;
-  }
-}
-
-function children(pid: number): number[] {
-  const out: number[] = [];
-  try {
-    for (const t of readdirSync(`/proc/${pid}/task`)) {
-      const c = readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim();
-      if (c) out.push(...c.split(/\s+/).map(Number));
-    }
-  } catch { /* process gone */ }
-  return out;
-}
+import { arg, rssMiB, children } from './proc';
 
 /** CPU seconds (user + system) used so far by a process, from /proc/<pid>/stat (clock ticks of 10 ms). */
 function cpuSeconds(pid: number): number {

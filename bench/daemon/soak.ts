@@ -12,7 +12,7 @@
 //   node dist/bench/daemon/soak.js --model models/demo --images DIR[,DIR...] [--seconds 3600] [--codec raw|h264]
 //        [--fps 10] [--size WxH] [--rss-every 10] [--warmup-minutes 10] [--tail-minutes 30] [--grace 90]
 //        [--out FILE.json]
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'mqtt';
@@ -22,31 +22,7 @@ import { Mosquitto } from '../../test/integration/helpers/mosquitto';
 import { RtspServer } from '../../test/integration/helpers/rtsp';
 import { sleep, waitFor } from '../../test/integration/helpers/wait';
 import { percentile, round, slope } from './stats';
-
-function arg(name: string, def?: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : def;
-}
-
-function rssMiB(pid: number): number | null {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : null;
-  } catch {
-    return null;
-  }
-}
-
-function children(pid: number): number[] {
-  const out: number[] = [];
-  try {
-    for (const t of readdirSync(`/proc/${pid}/task`)) {
-      const c = readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim();
-      if (c) out.push(...c.split(/\s+/).map(Number));
-    }
-  } catch { /* process gone */ }
-  return out;
-}
+import { arg, rssMiB, children } from './proc';
 
 /** The daemon's own view of its memory (prom-client default metrics), in MiB; empty when /metrics does not answer. */
 async function heapMiB(port: number): Promise<{ heapUsed?: number; heapTotal?: number; external?: number }> {

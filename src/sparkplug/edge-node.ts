@@ -11,10 +11,10 @@
  * - `Node Control/Rebirth` = true in an NCMD re-publishes NBIRTH (seq 0, same bdSeq) and every DBIRTH.
  * Nothing is queued while offline: a reconnect re-births with the latest values.
  */
-import { readFileSync } from 'node:fs';
 import mqtt, { IClientOptions, MqttClient } from 'mqtt';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Logger } from '../log';
+import { credentialOptions } from '../publish/mqtt';
 import { decodePayload, encodePayload, Metric, MetricType, MetricValue } from './payload';
 import { sparkplugTopics, SparkplugTopics } from './topics';
 
@@ -170,11 +170,7 @@ export class SparkplugEdgeNode {
       will: this.will(),
       rejectUnauthorized: o.rejectUnauthorized,
     };
-    if (o.username) clientOpts.username = o.username;
-    if (o.password) clientOpts.password = o.password;
-    if (o.ca) clientOpts.ca = readFileSync(o.ca);
-    if (o.cert) clientOpts.cert = readFileSync(o.cert);
-    if (o.key) clientOpts.key = readFileSync(o.key);
+    Object.assign(clientOpts, credentialOptions(o));
     this.client = mqtt.connect(o.url, clientOpts);
     // mqtt.js builds each CONNECT from client.options after emitting 'reconnect': the next session's bdSeq goes there.
     this.client.on('reconnect', () => {
