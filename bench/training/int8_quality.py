@@ -3,7 +3,7 @@ model's own maps and scores on a test set (etstpm.metrics.evaluate_scores, as `e
 the INT8 scores follow the float ones.
 
     .venv/bin/python bench/training/int8_quality.py RUN --data ROOT --category NAME --models DIR --json OUT
-        [--targets tensorrt cpu] [--calibration-images 64] [--threads 1]
+        [--targets tensorrt cpu] [--calibration-images 32] [--threads 1]
 
 Exports DIR/fp32 and DIR/int8-<target> from RUN (`etstpm export`, `--int8 <target>`), then scores the test set with
 onnxruntime (CPU). Speed: bench/training/onnx_speed.py on the same folders.
@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--models", required=True, type=Path, help="folder for the exported model folders")
     ap.add_argument("--json", required=True, type=Path)
     ap.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
-    ap.add_argument("--calibration-images", type=int, default=64)
+    ap.add_argument("--calibration-images", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
 

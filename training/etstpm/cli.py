@@ -172,7 +172,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                         "run's training images, threshold re-calibrated): 'tensorrt' = symmetric int8 activations "
                         "(TensorRT's explicit quantization), 'cpu' = uint8 activations (onnxruntime's fast x86 "
                         "kernels; TensorRT cannot build it). See docs/training.md")
-    p.add_argument("--int8-calibration-images", type=_positive_int, default=64, metavar="N",
+    p.add_argument("--int8-calibration-images", type=_positive_int, default=32, metavar="N",
                    help="training images (evenly spread) whose activations set the INT8 ranges")
     p.set_defaults(func=_cmd_export)
 

@@ -50,7 +50,7 @@ TARGETS = ("tensorrt", "cpu")
 @dataclass
 class Int8Config:
     target: str = "tensorrt"  # tensorrt (symmetric int8 activations) | cpu (uint8 activations)
-    calibration_images: int = 64  # spread evenly over the training images
+    calibration_images: int = 32  # spread evenly over the training images
     batch_size: int = 8
 
     def validate(self) -> None:
@@ -168,7 +168,9 @@ def _quantize_static(fp32_path: Path, out_path: Path, reader: FramesReader, node
         op_types_to_quantize=list(BACKBONE_OP_TYPES), nodes_to_quantize=nodes, per_channel=True, reduce_range=False,
         activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
-        # CalibMaxIntermediateOutputs: fold min/max every few batches instead of keeping every activation in memory
-        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True, "CalibMaxIntermediateOutputs": 4},
+        # Not CalibMaxIntermediateOutputs: onnxruntime 1.32's MinMax calibrator clears what it collected every that
+        # many batches without folding it into the ranges (and fails when the count divides the batches), so every
+        # calibration activation stays in memory: about 50 MB per image for STPM at 256 px, hence a few dozen images.
+        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
         calibration_providers=["CPUExecutionProvider"],
     )
