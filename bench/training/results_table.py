@@ -11,7 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-DATASETS = {"magnetic_tile": "MTD", "grid": "MVTec grid (subset)", "screw": "MVTec screw"}
+DATASETS = {"magnetic_tile": "MTD", "grid": "MVTec grid (subset)", "screw": "MVTec screw",
+            "hazelnut_toy": "hazelnut_toy"}
 
 
 def _f(v, digits: int = 3) -> str:
@@ -19,10 +20,20 @@ def _f(v, digits: int = 3) -> str:
 
 
 def _method(r: dict) -> str:
-    return "STPM (plain)" if r["finetune"] == "none" else f"ET-STPM ({r['finetune']})"
+    if r.get("method") == "membank":
+        mb = r.get("membank") or {}
+        rule = f", top {mb['score_top']:.0%} score" if mb.get("score_top") else ""
+        return ("memory bank" if r["finetune"] == "none" else f"memory bank, ET teacher ({r['finetune']})") + rule
+    schedule = ((r.get("train_config") or {}).get("student") or {}).get("schedule", "constant")
+    name = "STPM (plain)" if r["finetune"] == "none" else f"ET-STPM ({r['finetune']})"
+    return name + (", cosine lr" if schedule == "cosine" else "")
 
 
 def _cmd(path: Path, r: dict) -> str:
+    if r.get("method") == "membank":
+        flags = " ".join(f"{k} {v}" for k, v in _membank_flags(r))
+        ft = r["finetune"] if r["finetune"] == "none" else "rotation"
+        return f"`bench/training/run_one.sh {path.stem} {r['data']} {r['category']} 0 {ft} --method membank{flags}`"
     tag = path.stem.rsplit("-e", 1)[0]
     ft = r["finetune"] if r["finetune"] in ("none", "rotation") else "auto"
     extra = ((r.get("train_config") or {}).get("finetune") or {}).get("extra_roots") or []
@@ -32,10 +43,17 @@ def _cmd(path: Path, r: dict) -> str:
     return f"`bench/training/run_one.sh {tag} {r['data']} {r['category']} {r['epochs']} {ft}{roots}`"
 
 
+def _membank_flags(r: dict) -> list[tuple[str, str]]:
+    """Flags that differ from the membank defaults, so the command reproduces the cell."""
+    mb = r.get("membank") or {}
+    return [(" --score-top", str(mb["score_top"]))] if mb.get("score_top") else []
+
+
 def load(paths: list[Path]) -> list[tuple[Path, dict]]:
     out = [(p, json.loads(p.read_text())) for p in paths]
     out = [(p, r) for p, r in out if isinstance(r, dict) and r.get("format") == "etstpm-eval/1"]
-    return sorted(out, key=lambda pr: (pr[1]["category"], pr[1]["epochs"], pr[1]["finetune"] != "none"))
+    return sorted(out, key=lambda pr: (pr[1]["category"], pr[1].get("method", "stpm") != "membank", pr[1]["epochs"],
+                                       pr[1]["finetune"] != "none"))
 
 
 def summary(rows: list[tuple[Path, dict]]) -> str:
@@ -45,7 +63,7 @@ def summary(rows: list[tuple[Path, dict]]) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for p, r in rows:
         tw = r["train_wall_time_s"]
-        wall = (tw.get("finetune") or 0) + (tw.get("student") or 0) + r["eval_wall_time_s"]
+        wall = (tw.get("finetune") or 0) + (tw.get("student") or 0) + (tw.get("membank") or 0) + r["eval_wall_time_s"]
         v = r.get("verdict") or {}
         lines.append(
             f"| {DATASETS.get(r['category'], r['category'])} | {_method(r)} | {r['protocol']} | {r['epochs']} | "

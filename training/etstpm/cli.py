@@ -69,6 +69,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="smallest bank size (a small training set keeps this many patches, or all it has)")
     g.add_argument("--smooth-sigma", type=float, default=MembankConfig.sigma,
                    help="Gaussian smoothing of the anomaly map, in pixels (0 = none)")
+    g.add_argument("--score-border", type=int, default=MembankConfig.score_border,
+                   help="image score: band of this many patch strides (8 px each at layer2) at each edge of the image "
+                        "left out of the score, not of the map (docs/results.md)")
+    g.add_argument("--score-top", type=float, default=MembankConfig.score_top,
+                   help="image score: 0 = maximum of the map inside the border; else the mean of this share of its "
+                        "largest values")
     p.add_argument("--no-teacher-cache", action="store_true",
                    help="recompute teacher features every epoch instead of keeping them in memory (see docs)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for student training")
@@ -86,7 +92,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
     membank = MembankConfig(layers=tuple(a.feature_layers), aggregate=a.aggregate, coreset_ratio=a.coreset_ratio,
-                            coreset_min=a.coreset_min, sigma=a.smooth_sigma)
+                            coreset_min=a.coreset_min, sigma=a.smooth_sigma, score_top=a.score_top,
+                            score_border=a.score_border)
     try:
         membank.validate()
     except ValueError as e:

@@ -123,7 +123,9 @@ def _load_metrics(run_dir: Path, metrics_path: str | None) -> dict | None:
 def _membank_manifest(meta: dict, bank_fp16: bool) -> dict:
     mb = meta.get("membank") or {}
     return {"bank_size": mb.get("bank_size"), "dim": mb.get("dim"), "layers": mb.get("layers"),
-            "aggregate": mb.get("aggregate"), "sigma": mb.get("sigma"), "coreset_ratio": mb.get("coreset_ratio"),
+            "aggregate": mb.get("aggregate"), "sigma": mb.get("sigma"), "score_top": mb.get("score_top", 0.0),
+            "score_border": mb.get("score_border", 0),
+            "coreset_ratio": mb.get("coreset_ratio"),
             "patches": mb.get("patches"), "bank_dtype": "float16" if bank_fp16 else "float32"}
 
 

@@ -91,7 +91,8 @@ def load_bank(run_dir: Path, teacher: FeatureExtractor) -> nn.Module:
         raise RunError(f"missing {BANK} in {run_dir} (memory bank not fitted? continue with --resume)")
     saved = torch.load(path, map_location="cpu", weights_only=True)
     return MemoryBankModel(teacher, saved["bank"], layers=tuple(saved["layers"]), aggregate=int(saved["aggregate"]),
-                           sigma=float(saved["sigma"]))
+                           sigma=float(saved["sigma"]), score_top=float(saved.get("score_top", 0.0)),
+                           score_border=int(saved.get("score_border", 0)))
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:

@@ -222,8 +222,10 @@ def _fit_membank(cfg: TrainConfig, run_dir: Path, meta: dict, teacher: FeatureEx
         return  # not rank 0: its features went to rank 0
     bank, info = fitted
     mb = cfg.membank
-    save_torch({"bank": bank, "layers": list(mb.layers), "aggregate": mb.aggregate, "sigma": mb.sigma}, run_dir / BANK)
+    save_torch({"bank": bank, "layers": list(mb.layers), "aggregate": mb.aggregate, "sigma": mb.sigma,
+                "score_top": mb.score_top, "score_border": mb.score_border}, run_dir / BANK)
     meta["membank"] = info | {"layers": list(mb.layers), "aggregate": mb.aggregate, "sigma": mb.sigma,
+                              "score_top": mb.score_top, "score_border": mb.score_border,
                               "coreset_ratio": mb.coreset_ratio, "coreset_min": mb.coreset_min,
                               "proj_dim": mb.proj_dim}
     meta.setdefault("wall_time_s", {})["membank"] = round(time.perf_counter() - t0, 3)

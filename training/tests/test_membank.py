@@ -78,6 +78,29 @@ def test_distance_is_exact_nearest_neighbour_and_blur_keeps_mass() -> None:
     assert torch.allclose(GaussianBlur(4.0)(flat), flat, atol=1e-5)
 
 
+def test_image_score_rules_leave_out_the_edge_and_average_the_top(monkeypatch) -> None:
+    from etstpm.backbone import FeatureExtractor
+
+    dist = torch.zeros(1, 1, 6, 6)  # a 6x6 patch grid on a 24x24 image: 4 px per patch
+    amap = torch.zeros(1, 1, 24, 24)
+    amap[0, 0, 1, 13] = 9.0  # an odd value in the edge band of one patch
+    amap[0, 0, 8, 8], amap[0, 0, 12, 12] = 4.0, 2.0
+
+    def score(**kw) -> float:
+        m = MemoryBankModel(FeatureExtractor(), torch.zeros(4, 384), **kw)
+        monkeypatch.setattr(m, "_maps", lambda x: (dist, amap, amap))
+        return float(m(torch.zeros(1, 3, 24, 24))[1])
+
+    assert score(score_border=0) == 9.0  # the map's maximum
+    assert score(score_border=1) == 4.0 and score() == 4.0  # the edge band (default 2 patches) does not count
+    assert score(score_border=1, score_top=2 / 256) == pytest.approx(3.0)  # mean of the 2 largest of 16x16 px
+    assert score(score_border=2, score_top=0.5) == pytest.approx((4.0 + 2.0) / 32)  # half of the inner 8x8 px
+    with pytest.raises(ValueError, match="leaves no patch"):
+        score(score_border=3)  # 2 x 3 patches of a 6-patch grid
+    with pytest.raises(ValueError, match="score_border must be >= 0"):
+        MemoryBankModel(FeatureExtractor(), torch.zeros(4, 384), score_border=-1)
+
+
 @pytest.fixture(scope="module")
 def hazelnut_bank_run(tmp_path_factory, weights_file: Path, hazelnut_root: Path) -> Path:
     run = tmp_path_factory.mktemp("mb") / "run"

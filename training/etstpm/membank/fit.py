@@ -25,6 +25,8 @@ class MembankConfig:
     coreset_min: int = 2048  # floor on the bank size, so a small training set keeps enough patches
     proj_dim: int = 128  # random projection used only to select the coreset (PatchCore)
     sigma: float = 4.0  # Gaussian smoothing of the upsampled map (PatchCore / anomalib)
+    score_border: int = 2  # image score: patch strides at each edge of the image left out (not of the map)
+    score_top: float = 0.0  # image score: 0 = max of the map (inside the border), else mean of this largest share
     batch_size: int = 16
 
     def validate(self) -> None:
@@ -34,6 +36,10 @@ class MembankConfig:
             raise ValueError(f"coreset floor must be >= 1, got {self.coreset_min}")
         if self.sigma < 0:
             raise ValueError(f"smoothing sigma must be >= 0, got {self.sigma}")
+        if self.score_border < 0:
+            raise ValueError(f"image-score border must be >= 0 patches, got {self.score_border}")
+        if not 0.0 <= self.score_top <= 1.0:
+            raise ValueError(f"image-score share must be in [0, 1], got {self.score_top}")
         PatchFeatures(self.layers, self.aggregate)  # raises on a bad layer name or window
 
 
