@@ -37,9 +37,9 @@ log = logging.getLogger(__name__)
 # Module paths of the pyramids in the exported graph (FramesModel.model.teacher / .student): the TorchScript exporter
 # names each node after the module that produced it, e.g. "/model/teacher/layer1/layer1.0/conv1/Conv".
 BACKBONE_PREFIXES = ("/model/teacher/", "/model/student/")
-# The pyramid's own ops: with the residual Adds (and ReLU/MaxPool) quantized too, every convolution sits between a
-# DequantizeLinear and a QuantizeLinear, the pattern onnxruntime fuses into an integer QLinearConv (and TensorRT into
-# an INT8 kernel); with Conv alone, a conv feeding a float Add keeps a float output and runs in float32.
+# The pyramid's own ops. The residual Adds get Q/DQ too, following TensorRT's Q/DQ placement advice for ResNet-like
+# networks (a quantized residual input lets it fuse the Add into the INT8 convolution); on onnxruntime's CPU provider
+# it changes nothing about which convolutions become integer kernels (measured: 15 of 15 with `cpu` either way).
 BACKBONE_OP_TYPES = ("Conv", "Add", "Relu", "MaxPool")
 CALIBRATION_METHOD = "MinMax"
 
