@@ -169,6 +169,11 @@ def export_run(run_dir: str | Path, out_dir: str | Path, metrics_path: str | Non
                        "(or pass --allow-uncalibrated)")
     if int8 is not None:
         int8.validate()
+        if run_method(meta) == "stpm":
+            # bench/results/int8: on MTD (3-epoch run) image AUROC moved by +0.009, pixel AUROC by -0.011
+            log.warning("--int8 on an STPM run: its map is the small difference of two networks' features, which "
+                        "int8 rounding of both shifts (docs/training.md, INT8); check the INT8 model on a labelled "
+                        "set before shipping it")
     size = int(meta["image_size"])
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "model.onnx"
