@@ -1,13 +1,16 @@
 /**
- * Wires the parts together and owns the lifecycle: model -> broker -> publisher -> HTTP -> cameras -> pipeline,
- * READY once warm and connected, periodic status, camera reload (SIGHUP) and a bounded stop (SIGTERM).
+ * Wires the parts together and owns the lifecycle: models -> broker -> publisher -> HTTP -> cameras -> pipeline,
+ * READY once warm and connected, periodic status, camera and model reload (SIGHUP) and a bounded stop (SIGTERM).
+ * Each camera is scored by its own model (cameras[].model, else model.dir); cameras naming the same folder share
+ * one session (src/infer/models.ts).
  */
 import { CameraConfig, DaemonConfig } from './config/types';
 import { ConsoleParts, createConsole } from './console'; // console (issue 9)
 import type { CommandClient } from './console/mqtt-commands';
 import { startHttp, HttpServer, Health } from './health/http';
 import { Metrics } from './health/metrics';
-import { InferenceEngine } from './infer/session';
+import { ModelError } from './infer/manifest';
+import { LoadedModel, modelKey, ModelSet } from './infer/models';
 import type { Logger } from './log';
 import { FanOutSink, isCameraStatusSink, Pipeline } from './pipeline';
 import type { CameraStatusSink, FrameListener, FrameSource, ResultSink } from './pipeline';
@@ -18,6 +21,7 @@ import { MqttOptions, Publisher } from './publish/mqtt';
 import { redactUrl } from './redact';
 import { Camera, CAMERA_STATES, CameraState, IngestOptions } from './sources/camera';
 import type { FrameSize } from './sources/ffmpeg-args';
+import { UnscoredCamera } from './sources/unscored-camera';
 import { SystemdNotifier } from './systemd/notify';
 
 /** The daemon's MQTT side (src/publish/mqtt.ts): the primary output, plus readiness and an orderly close. */
@@ -69,8 +73,19 @@ const defaultParts = {
   camera: (cfg: CameraConfig, size: FrameSize, ingest: IngestOptions, log: Logger): SupervisedCamera => new Camera(cfg, size, ingest, log),
 };
 
+/** What a SIGHUP changed. */
+export interface ReloadResult {
+  added: string[];
+  removed: string[];
+  changed: string[];
+  /** Cameras now scored by another model. */
+  swapped: string[];
+  /** Cameras whose new model failed to load: they keep the one they had (or, new cameras, none). */
+  modelFailed: string[];
+}
+
 export class Daemon {
-  engine: InferenceEngine | null = null;
+  models: ModelSet | null = null;
   publisher: StatusPublisher | null = null;
   broker: EmbeddedBroker | null = null;
   http: HttpServer | null = null;
@@ -84,6 +99,10 @@ export class Daemon {
   private readonly parts: Required<Pick<DaemonDeps, 'publisher' | 'camera'>>;
   private readonly sinks: readonly ResultSink[];
   private readonly statusSinks: CameraStatusSink[];
+  /** The model each camera is scored by now; a camera without an entry has none (UnscoredCamera). */
+  private readonly camModels = new Map<string, LoadedModel>();
+  /** Why a camera's configured model is not the one in use (failed load at start or at SIGHUP). */
+  private readonly modelErrors = new Map<string, string>();
   private statusTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   private readonly startedAt = Date.now();
@@ -99,13 +118,58 @@ export class Daemon {
     this.statusSinks = this.sinks.filter(isCameraStatusSink);
   }
 
+  /** The model a camera's config names: its own folder, else model.dir. */
+  private modelDirOf(cfg: CameraConfig, defaultDir = this.config.model.dir): string {
+    return cfg.model ?? defaultDir;
+  }
+
+  /**
+   * The default model for what describes the node as a whole (console overview, Sparkplug NBIRTH): model.dir's
+   * when a camera uses it, else the first camera's.
+   */
+  primaryModel(): LoadedModel | null {
+    const all = this.models?.all() ?? [];
+    let dir: string | null = null;
+    try {
+      dir = modelKey(this.config.model.dir);
+    } catch {
+      // model.dir unreadable: not the primary then
+    }
+    return all.find((m) => m.key === dir) ?? all[0] ?? null;
+  }
+
+  /**
+   * Loads every camera's model, each distinct folder once. A camera whose model fails keeps no model (it is
+   * reported `failed` with the reason, the others run); when no camera gets one, throws ModelError (exit 3).
+   */
+  private async loadCameraModels(cameras: readonly CameraConfig[]): Promise<void> {
+    const models = this.models as ModelSet;
+    const failedDirs = new Map<string, string>();
+    for (const cam of cameras) {
+      const dir = this.modelDirOf(cam);
+      const known = failedDirs.get(dir);
+      if (known !== undefined) {
+        this.modelErrors.set(cam.id, `camera ${cam.id}: ${known}`);
+        continue;
+      }
+      try {
+        this.camModels.set(cam.id, await models.acquire(dir, cam.id));
+      } catch (err) {
+        if (!(err instanceof ModelError)) throw err;
+        failedDirs.set(dir, err.message.replace(`camera ${cam.id}: `, ''));
+        this.modelErrors.set(cam.id, err.message);
+        this.log.error({ camera: cam.id, modelDir: dir, err: err.message }, 'model cannot be loaded: camera not started, the others run');
+      }
+    }
+    if (this.camModels.size === 0) throw new ModelError([...new Set(this.modelErrors.values())].join('; '));
+  }
+
   /** Throws ModelError (exit 3) or Error (exit 1). */
   async start(): Promise<void> {
     const c = this.config;
-    this.engine = await InferenceEngine.load(
-      { modelDir: c.model.dir, providers: c.model.providers, maxBatch: c.model.maxBatch, tensorrt: c.model.tensorrt },
-      this.log,
-    );
+    this.models = new ModelSet({ providers: c.model.providers, maxBatch: c.model.maxBatch, tensorrt: c.model.tensorrt }, this.log);
+    await this.loadCameraModels(c.cameras);
+    const primary = this.primaryModel() as LoadedModel;
     let url = c.mqtt.url;
     if (url === '') {
       this.broker = await startEmbeddedBroker(c.mqtt.embeddedHost, c.mqtt.embeddedPort, this.log);
@@ -117,36 +181,44 @@ export class Daemon {
     // --- console (issue 9): hub + HTTP routes + MQTT commands + the pipeline's result tap ---
     if (c.console.enabled && c.http.port > 0) {
       const cameras = () => [...this.cameras.values()].map((cam) => ({ ...this.cameraStatus(cam), ng: this.pipeline?.counter(cam.id).ng ?? 0 }));
-      this.console = createConsole({ options: c.console, host: c.http.host, topicPrefix: c.mqtt.topicPrefix, model: this.engine.manifest,
+      this.console = createConsole({ options: c.console, host: c.http.host, topicPrefix: c.mqtt.topicPrefix, model: primary.engine.manifest,
         sources: { health: () => this.health(), cameras }, mqtt: this.publisher.commandClient ?? null, log: this.log });
     }
     if (c.http.port > 0) this.http = await startHttp(c.http.host, c.http.port, () => this.health(), this.metrics, this.log, this.console?.handler ?? null);
     const sink = this.sinks.length > 0 ? new FanOutSink(this.publisher, this.sinks, this.log) : this.publisher;
     // issue 10: PLC / SCADA outputs; the pipeline's results and rejects are teed to them.
-    const m = this.engine.manifest;
+    // Sparkplug NBIRTH describes the primary model; each camera's DBIRTH names its own (docs/sparkplug.md).
+    const m = primary.engine.manifest;
     this.plc = new PlcOutputs({ config: c, mqttUrl: url, redactedUrl: redactUrl(url), registry: this.metrics.registry,
-      node: { modelName: m.name, modelVersion: m.version, modelMethod: m.method, provider: this.engine.provider, threshold: 0.5, rawThreshold: m.threshold, status: 'starting' } }, this.log);
-    this.pipeline = new Pipeline(this.engine, this.plc.tee(sink), this.metrics, { rejectDeadlineMs: c.reject.deadlineMs, snapshot: c.snapshot }, this.log);
+      node: { modelName: m.name, modelVersion: m.version, modelMethod: m.method, provider: primary.engine.provider, threshold: 0.5, rawThreshold: m.threshold, status: 'starting' } }, this.log);
+    this.pipeline = new Pipeline(this.plc.tee(sink), this.metrics, { rejectDeadlineMs: c.reject.deadlineMs, snapshot: c.snapshot }, this.log);
     if (this.console) this.pipeline.resultTap = (r) => this.console?.hub.onResult(r);
     this.pipeline.start();
-    for (const cam of c.cameras) this.addCamera(cam);
+    for (const cam of c.cameras) this.addCamera(cam, this.camModels.get(cam.id) ?? null);
     this.statusTimer = setInterval(() => this.periodicStatus(), c.status.intervalMs);
     void this.publisher.waitConnected().then(() => {
       if (this.stopped || this.ready) return;
       this.ready = true;
       this.metrics.ready.set(1);
       this.plc?.setNode({ status: 'ready' }); // issue 10
-      this.log.info({ provider: this.engine?.provider }, 'ready: model warm, broker connected');
+      this.log.info({ models: this.models?.info().map((x) => ({ name: x.name, provider: x.provider, cameras: x.cameras })) }, 'ready: models warm, broker connected');
       void this.notifier.ready(this.summary());
       this.notifier.startWatchdog(() => this.processingHealth());
     });
   }
 
-  private addCamera(cfg: CameraConfig): void {
-    const engine = this.engine as InferenceEngine;
-    const cam = this.parts.camera(cfg, { width: engine.manifest.width, height: engine.manifest.height }, this.config.ingest, this.log);
+  /** Starts a camera scored by `model`; without one it is only reported (UnscoredCamera, state failed). */
+  private addCamera(cfg: CameraConfig, model: LoadedModel | null): void {
+    let cam: SupervisedCamera;
+    if (model) {
+      const f = model.engine.manifest;
+      cam = this.parts.camera(cfg, { width: f.width, height: f.height }, this.config.ingest, this.log);
+      this.camModels.set(cfg.id, model);
+      this.pipeline?.addCamera(cam, model.engine);
+    } else {
+      cam = new UnscoredCamera(cfg, this.modelErrors.get(cfg.id) ?? 'no model');
+    }
     this.cameras.set(cfg.id, cam);
-    this.pipeline?.addCamera(cam);
     cam.on('repeat', () => this.metrics.repeated.inc({ camera: cam.id }));
     cam.on('state', (state) => {
       for (const s of CAMERA_STATES) this.metrics.cameraState.set({ camera: cam.id, state: s }, s === state ? 1 : 0);
@@ -154,14 +226,17 @@ export class Daemon {
       this.publishCameraStatus(this.cameraStatus(cam));
     });
     this.plc?.cameraAdded(this.cameraStatus(cam)); // issue 10
-    this.log.info({ camera: cfg.id, url: redactUrl(cfg.url), roi: cfg.roi, fps: cfg.fps, decoder: cfg.decoder }, 'camera added');
+    const mf = model?.engine.manifest;
+    this.log.info({ camera: cfg.id, url: redactUrl(cfg.url), roi: cfg.roi, fps: cfg.fps, decoder: cfg.decoder, model: mf ? `${mf.name} ${mf.version}` : null, modelDir: model?.dir ?? null }, 'camera added');
     cam.start();
   }
 
+  /** Stops the camera and forgets it everywhere; its model is left to the caller (releaseModel). */
   private async removeCamera(id: string): Promise<void> {
     const cam = this.cameras.get(id);
     if (!cam) return;
     this.cameras.delete(id);
+    this.camModels.delete(id);
     this.pipeline?.removeCamera(id);
     this.plc?.cameraRemoved(id); // issue 10
     await cam.stop();
@@ -170,23 +245,91 @@ export class Daemon {
     this.log.info({ camera: id }, 'camera removed');
   }
 
-  /** SIGHUP: applies a new camera list; unchanged cameras keep streaming. */
-  async reloadCameras(next: CameraConfig[]): Promise<{ added: string[]; removed: string[]; changed: string[] }> {
+  /** The camera no longer uses `m`: once no batch of it is running, the session is closed if no camera uses it. */
+  private async releaseModel(m: LoadedModel, camera: string): Promise<void> {
+    await this.pipeline?.settled(m.engine);
+    await this.models?.release(m, camera);
+  }
+
+  /**
+   * SIGHUP: applies a new camera list and re-reads every camera's model folder. Unchanged cameras keep streaming;
+   * a camera whose model folder changed (another path, or new content behind the same path) gets the new model,
+   * in place when the input size is the same, else with a decoder restart at the new size. A camera whose new
+   * model fails to load keeps its old model and reports why (status `modelError`, /healthz `modelErrors`).
+   */
+  async reloadCameras(next: CameraConfig[], defaultModelDir = this.config.model.dir): Promise<ReloadResult> {
+    const models = this.models as ModelSet;
     const byId = new Map(next.map((c) => [c.id, c]));
-    const added: string[] = [];
-    const removed: string[] = [];
-    const changed: string[] = [];
+    const r: ReloadResult = { added: [], removed: [], changed: [], swapped: [], modelFailed: [] };
+    const sameDecoder = (a: CameraConfig, b: CameraConfig): boolean => JSON.stringify({ ...a, model: null }) === JSON.stringify({ ...b, model: null });
     for (const [id, cam] of this.cameras) {
       const n = byId.get(id);
-      if (!n) removed.push(id);
-      else if (JSON.stringify(n) !== JSON.stringify(cam.config)) changed.push(id);
+      if (!n) r.removed.push(id);
+      else if (!sameDecoder(n, cam.config)) r.changed.push(id);
     }
-    for (const c of next) if (!this.cameras.has(c.id)) added.push(c.id);
-    for (const id of [...removed, ...changed]) await this.removeCamera(id);
-    for (const id of [...changed, ...added]) this.addCamera(byId.get(id) as CameraConfig);
-    this.config = { ...this.config, cameras: next };
-    this.log.info({ added, removed, changed }, 'camera list reloaded');
-    return { added, removed, changed };
+    for (const c of next) if (!this.cameras.has(c.id)) r.added.push(c.id);
+    for (const id of r.removed) {
+      const old = this.camModels.get(id);
+      await this.removeCamera(id);
+      this.modelErrors.delete(id);
+      if (old) await this.releaseModel(old, id);
+    }
+    // Each kept or added camera: the model its folder holds now (loaded once per folder and content).
+    const restart = new Set([...r.changed, ...r.added]);
+    const want = new Map<string, LoadedModel | null>();
+    for (const n of next) {
+      const cur = this.camModels.get(n.id) ?? null;
+      const dir = this.modelDirOf(n, defaultModelDir);
+      let key: string | null = null;
+      try {
+        key = modelKey(dir);
+      } catch {
+        // acquire() below reports it with the camera and folder
+      }
+      if (cur && key === cur.key) {
+        want.set(n.id, cur);
+        this.modelErrors.delete(n.id);
+        continue;
+      }
+      try {
+        const m = await models.acquire(dir, n.id);
+        want.set(n.id, m);
+        this.modelErrors.delete(n.id);
+        if (cur) r.swapped.push(n.id);
+        else if (this.cameras.has(n.id)) restart.add(n.id); // had none (UnscoredCamera): start it now
+      } catch (err) {
+        if (!(err instanceof ModelError)) throw err;
+        want.set(n.id, cur);
+        this.modelErrors.set(n.id, err.message);
+        r.modelFailed.push(n.id);
+        this.log.error({ camera: n.id, modelDir: dir, err: err.message }, cur ? 'new model cannot be loaded: the camera keeps its current model' : 'model cannot be loaded: camera not started');
+        if (!cur && this.cameras.has(n.id)) restart.add(n.id); // refresh the reason it shows
+      }
+    }
+    for (const id of r.swapped) {
+      const cur = this.camModels.get(id) as LoadedModel;
+      const m = want.get(id) as LoadedModel;
+      const same = cur.engine.manifest.width === m.engine.manifest.width && cur.engine.manifest.height === m.engine.manifest.height;
+      if (same && !restart.has(id)) {
+        this.pipeline?.setModel(id, m.engine);
+        this.camModels.set(id, m);
+        const cam = this.cameras.get(id);
+        if (cam) this.publishCameraStatus(this.cameraStatus(cam));
+        await this.releaseModel(cur, id); // after its batch in flight, if any
+      } else {
+        restart.add(id); // another input size: the decoder must scale to it
+      }
+      this.log.info({ camera: id, from: `${cur.engine.manifest.name} ${cur.engine.manifest.version}`, to: `${m.engine.manifest.name} ${m.engine.manifest.version}`, modelDir: m.dir, inPlace: same && !r.changed.includes(id) }, 'camera model swapped');
+    }
+    for (const id of restart) {
+      const old = this.camModels.get(id);
+      await this.removeCamera(id);
+      this.addCamera(byId.get(id) as CameraConfig, want.get(id) ?? null);
+      if (old && old !== want.get(id)) await this.releaseModel(old, id);
+    }
+    this.config = { ...this.config, cameras: next, model: { ...this.config.model, dir: defaultModelDir } };
+    this.log.info({ ...r, models: models.info().map((m) => ({ name: m.name, version: m.version, cameras: m.cameras })) }, 'camera list and models reloaded');
+    return r;
   }
 
   private publishCameraStatus(s: CameraStatusMessage): void {
@@ -197,7 +340,8 @@ export class Daemon {
 
   cameraStatus(cam: SupervisedCamera): CameraStatusMessage {
     const c = this.pipeline?.counter(cam.id) ?? { captured: 0, processed: 0, dropped: 0, ng: 0 };
-    const m = this.engine?.manifest;
+    const loaded = this.camModels.get(cam.id);
+    const m = loaded?.engine.manifest;
     const s: CameraStatusMessage = {
       camera: cam.id,
       state: cam.state,
@@ -206,11 +350,13 @@ export class Daemon {
       processed: c.processed,
       dropped: c.dropped,
       repeated: cam.repeated,
-      provider: this.engine?.provider ?? 'none',
+      provider: loaded?.engine.provider ?? 'none',
       model: { name: m?.name ?? '', version: m?.version ?? '' },
       since: cam.since,
     };
     if (cam.error) s.error = cam.error;
+    const modelError = this.modelErrors.get(cam.id);
+    if (modelError) s.modelError = modelError;
     const plc = this.plc?.outputStatus(cam.id); // issue 10: the camera's Modbus reject output
     if (plc) s.plc = plc;
     return s;
@@ -236,21 +382,31 @@ export class Daemon {
   }
 
   health(now = Date.now()): Health {
+    const primary = this.primaryModel();
+    const modelErrors = Object.fromEntries(this.modelErrors);
     const base = {
-      provider: this.engine?.provider ?? null,
+      provider: primary?.engine.provider ?? null,
+      // Every loaded model with the cameras it scores (docs/daemon.md, /healthz); modelErrors: cameras whose
+      // configured model is not in use, and why.
+      models: this.models?.info() ?? [],
+      ...(this.modelErrors.size > 0 ? { modelErrors } : {}),
       mqttConnected: this.publisher?.connected ?? false,
       cameras: Object.fromEntries([...this.cameras.values()].map((c) => [c.id, c.state])),
       lastProcessedAt: this.pipeline?.lastProcessedAt || null,
       uptimeS: Math.round((now - this.startedAt) / 1000),
       ...this.plc?.health(), // issue 10: sparkplug / modbus link states (informational, not part of ok)
     };
-    if (!this.ready) return { ok: false, reason: this.engine ? 'not ready: waiting for the MQTT broker' : 'not ready: loading model', ...base };
+    if (!this.ready) return { ok: false, reason: this.camModels.size > 0 ? 'not ready: waiting for the MQTT broker' : 'not ready: loading model', ...base };
     if (!this.publisher?.connected) return { ok: false, reason: 'MQTT broker not connected', ...base };
     const p = this.processingHealth(now);
     if (!p.ok) return { ok: false, reason: p.reason, ...base };
     // A frozen camera looks alive (its decoder delivers) but shows an old image: not healthy, even if others are.
     const frozen = [...this.cameras.values()].filter((c) => c.state === 'frozen');
     if (frozen.length > 0) return { ok: false, reason: `camera frozen: ${frozen.map((c) => `${c.id} (${c.error ?? 'image unchanged'})`).join(', ')}`, ...base };
+    // A camera without a model inspects nothing. One that kept its old model after a failed swap still inspects:
+    // healthy, with the reason in modelErrors (update-model.sh --camera checks which model a camera runs).
+    const unscored = [...this.cameras.values()].filter((c) => !this.camModels.has(c.id));
+    if (unscored.length > 0) return { ok: false, reason: `camera without a model: ${unscored.map((c) => `${c.id} (${this.modelErrors.get(c.id) ?? 'no model'})`).join(', ')}`, ...base };
     return { ok: true, ...base };
   }
 
@@ -269,9 +425,13 @@ export class Daemon {
     }
     const fps = cams.reduce((a, c) => a + c.fps(), 0);
     const states = cams.map((c) => `${c.id}=${c.state}`).join(' ');
+    const loaded = this.models?.all() ?? [];
+    const infer = loaded.length <= 1
+      ? `infer p50 ${(this.pipeline?.inferenceP50() ?? 0).toFixed(1)} ms on ${loaded[0]?.engine.provider ?? '-'}`
+      : `infer p50 ${loaded.map((m) => `${m.engine.manifest.name} ${(this.pipeline?.inferenceP50(m.engine) ?? 0).toFixed(1)} ms`).join(', ')} on ${[...new Set(loaded.map((m) => m.engine.provider))].join('/')}`;
     return (
       `cameras ${streaming}/${cams.length} streaming, ${fps.toFixed(1)} fps | captured ${captured} processed ${processed} ` +
-      `dropped ${dropped} ng ${ng} | infer p50 ${(this.pipeline?.inferenceP50() ?? 0).toFixed(1)} ms on ${this.engine?.provider ?? '-'} | ` +
+      `dropped ${dropped} ng ${ng} | ${infer} | ` +
       `mqtt ${this.publisher?.connected ? 'up' : 'down'} | ${states}`
     );
   }
@@ -307,6 +467,7 @@ export class Daemon {
     ]);
     await this.http?.close();
     await this.broker?.close();
+    await this.models?.closeAll();
     this.log.info(this.summary());
   }
 }

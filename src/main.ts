@@ -60,7 +60,7 @@ async function main(argv: string[]): Promise<void> {
       log.error('SIGHUP: new camera list rejected; keeping the current cameras');
       return;
     }
-    daemon.reloadCameras(r.cameras).catch((err: Error) => log.error({ err: err.message }, 'camera reload failed'));
+    daemon.reloadCameras(r.cameras, r.modelDir).catch((err: Error) => log.error({ err: err.message }, 'camera reload failed'));
   });
 
   try {

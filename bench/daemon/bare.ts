@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { percentile, round } from './stats';
+import { arg } from './proc';
 
 export interface BareResult {
   batch: number;
@@ -80,11 +81,6 @@ export async function benchBare(modelDir: string, seconds: number, batches: numb
   }
   return { model: { name: manifest.name, version: manifest.version, height: manifest.input.height,
     width: manifest.input.width }, results };
-}
-
-function arg(name: string, def?: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : def;
 }
 
 if (require.main === module) {

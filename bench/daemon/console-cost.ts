@@ -74,7 +74,7 @@ async function inProcess(modelDir: string, images: string): Promise<Record<strin
   const tap = (v: 'ok' | 'ng', n: number): number => {
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < n; i++) {
-      const r: ConsoleResult = { camera: 'c', seq: i, capturedAt: Date.now(), score: normalize(raws[i % 12], m.normalization), rawScore: raws[i % 12], verdict: v, frame: frames[i % frames.length], map: maps[i % 12] };
+      const r: ConsoleResult = { camera: 'c', seq: i, capturedAt: Date.now(), score: normalize(raws[i % 12], m.normalization), rawScore: raws[i % 12], verdict: v, frame: frames[i % frames.length], map: maps[i % 12], model: { name: m.name, version: m.version, width: m.width, height: m.height, normalization: m.normalization } };
       parts.hub.onResult(r);
     }
     return Number(process.hrtime.bigint() - t0) / 1e3 / n;

@@ -133,6 +133,21 @@ def variants(paths: list[Path]) -> str:
     return "\n".join(out)
 
 
+def membank_rules(paths: list[Path]) -> str:
+    """One row per image-score rule, one column per dataset (bench/training/membank_rules.py files)."""
+    found = [json.loads(p.read_text()) for p in paths]
+    found = sorted((v for v in found if v.get("kind") == "membank-score"), key=lambda v: v["category"])
+    if not found:
+        return ""
+    head = "| memory-bank image score rule | " + " | ".join(
+        f"{DATASETS.get(v['category'], v['category'])} ({v['n_good']} good / {v['n_images'] - v['n_good']} defective)"
+        for v in found) + " |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for rule in found[0]["rules"]:
+        lines.append(f"| `{rule}` | " + " | ".join(_f(v["rules"][rule]["image_auroc"]) for v in found) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     paths = [Path(a) for a in argv] or sorted(Path("bench/results").glob("*.json"))
     rows = load(paths)
@@ -144,6 +159,8 @@ def main(argv: list[str]) -> int:
     print(commands(rows))
     print()
     print(variants(sorted(Path("bench/results/variants").glob("*.json"))))
+    print()
+    print(membank_rules(sorted(Path("bench/results/variants").glob("*.json"))))
     print()
     print(f"machine: {machine.get('processor')}, {machine.get('cpu_count')} cores, torch {machine.get('torch')}, "
           f"{machine.get('torch_threads')} threads, device {machine.get('device')}")

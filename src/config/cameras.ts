@@ -1,7 +1,7 @@
 /** Deep validation of the `cameras` list: one message per problem, naming the camera's index and key. */
 import { CameraConfig, Roi } from './types';
 
-const CAMERA_KEYS = new Set(['id', 'url', 'fps', 'roi', 'transport', 'decoder']);
+const CAMERA_KEYS = new Set(['id', 'url', 'fps', 'roi', 'transport', 'decoder', 'model']);
 /** Camera ids become MQTT topic levels and metric labels. */
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
@@ -81,6 +81,11 @@ export function validateCameras(raw: unknown): CameraValidation {
     else if (decoder === 'jetson-gst' && typeof url === 'string' && !/^rtsps?:\/\//i.test(url)) {
       errors.push(`${key}.decoder: "jetson-gst" is only available for rtsp:// cameras`);
     }
+    // The folder itself is checked when the model is loaded (src/infer/models.ts), naming the camera and the folder.
+    const model = c.model ?? null;
+    if (model !== null && (typeof model !== 'string' || model.trim() === '')) {
+      errors.push(`${key}.model: must be a model folder path (or left out to use model.dir)`);
+    }
     if (errors.length === before) {
       cameras.push({
         id: id as string,
@@ -89,6 +94,7 @@ export function validateCameras(raw: unknown): CameraValidation {
         roi,
         transport: transport as 'tcp' | 'udp',
         decoder: decoder as 'ffmpeg' | 'jetson-gst',
+        model: model as string | null,
       });
     }
   });

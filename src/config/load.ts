@@ -141,10 +141,10 @@ export function loadConfig(input: LoadInput): LoadResult {
   return { kind: 'ok', config: { ...props, cameras: cams.cameras, modbus: { ...props.modbus, outputs: plc.modbusOutputs } }, configFile };
 }
 
-/** Re-reads only the camera list from the same sources (SIGHUP). */
-export function reloadCameras(input: LoadInput): { kind: 'ok'; cameras: DaemonConfig['cameras'] } | { kind: 'error'; errors: string[] } {
+/** Re-reads the camera list and the default model folder from the same sources (SIGHUP). */
+export function reloadCameras(input: LoadInput): { kind: 'ok'; cameras: DaemonConfig['cameras']; modelDir: string } | { kind: 'error'; errors: string[] } {
   const r = loadConfig(input);
-  if (r.kind === 'ok') return { kind: 'ok', cameras: r.config.cameras };
+  if (r.kind === 'ok') return { kind: 'ok', cameras: r.config.cameras, modelDir: r.config.model.dir };
   if (r.kind === 'help') return { kind: 'error', errors: ['unexpected --help'] };
   return r;
 }

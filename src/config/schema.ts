@@ -129,7 +129,7 @@ export function buildSchema() {
   addFormats();
   return {
     cameras: {
-      doc: 'Cameras: [{id, url, fps?, roi?: {x,y,width,height}, transport?: "tcp"|"udp", decoder?: "ffmpeg"|"jetson-gst"}]',
+      doc: 'Cameras: [{id, url, fps?, roi?: {x,y,width,height}, transport?: "tcp"|"udp", decoder?: "ffmpeg"|"jetson-gst", model?: "<model folder>"}]',
       format: 'cameras',
       default: DEFAULT_CAMERAS as unknown[],
       env: 'ETSTPM_CAMERAS',
@@ -138,7 +138,7 @@ export function buildSchema() {
       sensitive: true,
     },
     model: {
-      dir: { doc: 'Model folder (etstpm-model/1)', format: 'non-empty-string', default: 'models/demo', env: 'ETSTPM_MODEL_DIR', arg: 'model-dir' },
+      dir: { doc: 'Model folder (etstpm-model/1): the model of every camera without its own cameras[].model', format: 'non-empty-string', default: 'models/demo', env: 'ETSTPM_MODEL_DIR', arg: 'model-dir' },
       providers: {
         doc: 'onnxruntime execution providers, in order of preference',
         format: 'providers',
@@ -146,7 +146,7 @@ export function buildSchema() {
         env: 'ETSTPM_MODEL_PROVIDERS',
         arg: 'model-providers',
       },
-      maxBatch: { doc: 'Largest batch of frames (one per camera) per inference run', format: 'batch', default: 4 },
+      maxBatch: { doc: 'Largest batch of frames (one per camera of the same model) per inference run', format: 'batch', default: 4 },
       tensorrt: {
         cacheDir: { doc: 'TensorRT engine cache folder', format: 'non-empty-string', default: '/var/cache/etstpm/trt', env: 'ETSTPM_TRT_CACHE_DIR' },
         fp16: { doc: 'Let TensorRT build fp16 kernels', format: 'strict-boolean', default: true },

@@ -21,6 +21,8 @@ export interface CameraConfig {
   roi: Roi | null;
   transport: 'tcp' | 'udp';
   decoder: 'ffmpeg' | 'jetson-gst';
+  /** The camera's own model folder; null = the top-level model.dir (docs/configuration.md, "One model per camera"). */
+  model: string | null;
 }
 
 export interface DaemonConfig {

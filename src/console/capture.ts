@@ -107,7 +107,6 @@ export class CaptureWriter {
     readonly camera: string,
     private readonly limits: CaptureLimits,
     private readonly log: Logger,
-    private readonly frameSize: { width: number; height: number },
   ) {
     this.st = this.fresh('idle', limits.everyN, limits.maxImages, limits.maxBytes);
   }
@@ -183,7 +182,7 @@ export class CaptureWriter {
     }
     this.writing = true;
     const gen = this.generation;
-    void this.write(r.frame, r.seq, r.capturedAt, gen).finally(() => {
+    void this.write(r.frame, { width: r.model.width, height: r.model.height }, r.seq, r.capturedAt, gen).finally(() => {
       this.writing = false;
     });
   }
@@ -193,8 +192,9 @@ export class CaptureWriter {
     while (this.writing) await new Promise((res) => setTimeout(res, 5));
   }
 
-  private async write(frame: Buffer, seq: number, capturedAt: number, gen: number): Promise<void> {
-    const { width, height } = this.frameSize;
+  /** `size`: the input size of the model that scored the frame (the frame is RGB at that size). */
+  private async write(frame: Buffer, size: { width: number; height: number }, seq: number, capturedAt: number, gen: number): Promise<void> {
+    const { width, height } = size;
     const name = `${this.camera}-${new Date(capturedAt).toISOString().replace(/[:.]/g, '')}-${String(seq).padStart(7, '0')}.png`;
     const path = join(this.dir, name);
     try {

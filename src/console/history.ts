@@ -3,7 +3,7 @@
  * (frame + a copy of the anomaly map) and, only while someone watches the live view, the latest frame. Overlays are
  * rendered from these on request, never on the frame path.
  */
-import type { ConsoleResult } from './types';
+import type { ConsoleResult, ResultModel } from './types';
 
 export interface NgEntry {
   /** Unique within the daemon's run (URL key). */
@@ -15,6 +15,8 @@ export interface NgEntry {
   rawScore: number;
   frame: Buffer;
   map: Float32Array;
+  /** The model that scored it (frame geometry, normalisation). */
+  model: ResultModel;
   /** Where "false reject" saved it, once marked. */
   savedTo?: string;
 }
@@ -26,6 +28,7 @@ export interface LatestFrame {
   verdict: 'ok' | 'ng';
   frame: Buffer;
   map: Float32Array;
+  model: ResultModel;
 }
 
 /** How long after the last live-view request frames keep being copied for it. */
@@ -96,14 +99,14 @@ export class CameraHistory {
   record(r: ConsoleResult, nextId: () => number, now = Date.now()): NgEntry | null {
     this.trend.push(r.capturedAt, r.score);
     if (this.watched(now)) {
-      this.latest = { seq: r.seq, capturedAt: r.capturedAt, score: r.score, verdict: r.verdict, frame: r.frame, map: new Float32Array(r.map) };
+      this.latest = { seq: r.seq, capturedAt: r.capturedAt, score: r.score, verdict: r.verdict, frame: r.frame, map: new Float32Array(r.map), model: r.model };
     } else {
       this.latest = null; // nobody looks: hold no frame
     }
     if (r.verdict !== 'ng' || this.ngHistory === 0) return null;
     this.ngTotal++;
     const map = this.latest && this.latest.seq === r.seq ? this.latest.map : new Float32Array(r.map);
-    const e: NgEntry = { id: nextId(), camera: r.camera, seq: r.seq, capturedAt: r.capturedAt, score: r.score, rawScore: r.rawScore, frame: r.frame, map };
+    const e: NgEntry = { id: nextId(), camera: r.camera, seq: r.seq, capturedAt: r.capturedAt, score: r.score, rawScore: r.rawScore, frame: r.frame, map, model: r.model };
     this.ng.push(e);
     if (this.ng.length > this.ngHistory) this.ng.shift();
     return e;

@@ -11,7 +11,7 @@ import { CameraHistory, NgEntry } from './history';
 import { overlayJpeg } from './overlay';
 import type { CommandReply } from './mqtt-commands';
 import { ReviewError, saveFalseReject } from './review';
-import type { ConsoleModel, ConsoleOptions, ConsoleResult, ConsoleSources } from './types';
+import type { ConsoleModel, ConsoleOptions, ConsoleResult, ConsoleSources, ResultModel } from './types';
 
 /** A refused or failed action: HTTP status + a reason a person can act on. */
 export class ConsoleError extends Error {
@@ -89,7 +89,7 @@ export class ConsoleHub {
   private capture(camera: string): CaptureWriter {
     let c = this.captures.get(camera);
     if (!c) {
-      c = new CaptureWriter(camera, this.opts.capture, this.log, { width: this.model.width, height: this.model.height });
+      c = new CaptureWriter(camera, this.opts.capture, this.log);
       this.captures.set(camera, c);
     }
     return c;
@@ -139,8 +139,8 @@ export class ConsoleHub {
     }
   }
 
-  private overlayJpeg(frame: Buffer, map: Float32Array, live = false): Promise<Buffer> {
-    const m = this.model;
+  /** `m`: the model that scored the frame (each camera may have its own; docs/configuration.md). */
+  private overlayJpeg(frame: Buffer, map: Float32Array, m: ResultModel, live = false): Promise<Buffer> {
     return this.withRender(live, () => overlayJpeg(frame, map, m.width, m.height, m.normalization));
   }
 
@@ -153,7 +153,7 @@ export class ConsoleHub {
     if (!f) return null;
     const cached = this.liveRenders.get(camera);
     if (cached && cached.seq === f.seq) return cached.image;
-    const image = this.overlayJpeg(f.frame, f.map, true).then((jpeg) => ({ jpeg, seq: f.seq, capturedAt: f.capturedAt, score: f.score, verdict: f.verdict }));
+    const image = this.overlayJpeg(f.frame, f.map, f.model, true).then((jpeg) => ({ jpeg, seq: f.seq, capturedAt: f.capturedAt, score: f.score, verdict: f.verdict }));
     this.liveRenders.set(camera, { seq: f.seq, image });
     image.catch(() => this.liveRenders.delete(camera));
     return image;
@@ -181,7 +181,7 @@ export class ConsoleHub {
 
   async ngImage(camera: string, id: number): Promise<Buffer> {
     const e = this.ngEntry(camera, id) as NgEntry & { jpeg?: Promise<Buffer> };
-    e.jpeg ??= this.overlayJpeg(e.frame, e.map);
+    e.jpeg ??= this.overlayJpeg(e.frame, e.map, e.model);
     e.jpeg.catch(() => (e.jpeg = undefined));
     return e.jpeg;
   }
@@ -190,7 +190,7 @@ export class ConsoleHub {
     const e = this.ngEntry(camera, id);
     if (e.savedTo) return { savedTo: e.savedTo, already: true };
     try {
-      e.savedTo = await saveFalseReject(this.opts.reviewDir, e, this.model);
+      e.savedTo = await saveFalseReject(this.opts.reviewDir, e);
     } catch (err) {
       if (err instanceof ReviewError) throw new ConsoleError(`false reject not saved: ${err.message}`, err.status);
       throw err;

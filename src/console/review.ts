@@ -7,7 +7,6 @@ import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { describeFsError, ensureDir } from './capture';
 import type { NgEntry } from './history';
-import type { ConsoleModel } from './types';
 
 export class ReviewError extends Error {
   constructor(
@@ -18,7 +17,8 @@ export class ReviewError extends Error {
   }
 }
 
-export async function saveFalseReject(reviewDir: string, e: NgEntry, model: ConsoleModel): Promise<string> {
+export async function saveFalseReject(reviewDir: string, e: NgEntry): Promise<string> {
+  const model = e.model;
   const dir = resolve(reviewDir, e.camera, 'false-reject');
   const stem = `${e.camera}-${new Date(e.capturedAt).toISOString().replace(/[:.]/g, '')}-${String(e.seq).padStart(7, '0')}`;
   const png = join(dir, `${stem}.png`);

@@ -13,6 +13,17 @@ export interface ConsoleResult {
   frame: Buffer;
   /** Raw anomaly map, width*height; only valid during the call. */
   map: Float32Array;
+  /** The model that scored it: its geometry (frame and map size) and normalisation (overlays). */
+  model: ResultModel;
+}
+
+/** What a scored frame needs to be shown or saved: the model's name, input size and normalisation. */
+export interface ResultModel {
+  name: string;
+  version: string;
+  width: number;
+  height: number;
+  normalization: Normalization;
 }
 
 /** The model's geometry and normalisation (overlays) and what the overview shows about it. */

@@ -27,8 +27,8 @@ export class Metrics {
   readonly cameraRestarts = new Gauge({ name: 'etstpm_camera_decoder_restarts', help: 'Decoder restarts per camera', labelNames: ['camera'], registers: [this.registry] });
   readonly inferenceSeconds = new Histogram({
     name: 'etstpm_inference_seconds',
-    help: 'onnxruntime session.run time per batch',
-    labelNames: ['batch'],
+    help: 'onnxruntime session.run time per batch, by model (name, version) and batch size',
+    labelNames: ['batch', 'model', 'version'],
     buckets: [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
     registers: [this.registry],
   });

@@ -1,8 +1,8 @@
 /**
- * The frame path after ingest: newest-frame slot per camera -> one batch across cameras -> onnxruntime ->
- * normalized score + verdict -> result / reject / snapshot to the ResultSink (MQTT, or several outputs through
- * FanOutSink). One inference runs at a time; snapshots are rendered off the loop, at most two at once (more are
- * skipped and counted, never queued).
+ * The frame path after ingest: newest-frame slot per camera -> one batch per model (the cameras that model scores,
+ * models taking turns: schedule.ts) -> onnxruntime -> normalized score + verdict -> result / reject / snapshot to
+ * the ResultSink (MQTT, or several outputs through FanOutSink). One inference runs at a time; snapshots are
+ * rendered off the loop, at most two at once (more are skipped and counted, never queued).
  */
 import { Metrics } from '../health/metrics';
 import { InferenceEngine } from '../infer/session';
@@ -10,16 +10,20 @@ import type { Logger } from '../log';
 import { renderSnapshot } from '../publish/snapshot';
 import { normalize, verdict } from '../score/normalize';
 import type { FrameSource, ResultSink } from './interfaces';
+import { ModelScheduler, SchedulePolicy } from './schedule';
 import { NewestFrameSlots, PendingFrame } from './slots';
 
 export { isCameraStatusSink } from './interfaces';
 export type { CameraStatusSink, FrameListener, FrameSource, ResultSink, SnapshotProperties } from './interfaces';
 export { FanOutSink } from './fan-out';
+export type { SchedulePolicy } from './schedule';
 import type { ConsoleResult } from '../console/types'; // console (issue 9)
 
 export interface PipelineOptions {
   rejectDeadlineMs: number;
   snapshot: { onNg: boolean; everyN: number; format: 'jpeg' | 'png'; maxBytes: number };
+  /** Which model runs next when several have frames pending (default round-robin; bench/daemon/models.ts). */
+  schedule?: SchedulePolicy;
 }
 
 export interface CameraCounters {
@@ -37,8 +41,13 @@ export class Pipeline {
   lastProcessedAt = 0;
   batches = 0;
   inferenceErrors = 0;
-  private readonly recentRunMs: number[] = [];
+  /** session.run times (ms) of the last 50 batches, per model. */
+  private readonly recentRunMs = new Map<InferenceEngine, number[]>();
   private readonly unsubscribe = new Map<string, () => void>();
+  /** The model each camera is scored by now. */
+  private readonly models = new Map<string, InferenceEngine>();
+  private readonly scheduler: ModelScheduler<InferenceEngine>;
+  private running: { engine: InferenceEngine; done: Promise<void> } | null = null;
   private stopping = false;
   private loopDone: Promise<void> | null = null;
   private snapshotsInFlight = new Set<Promise<void>>();
@@ -46,12 +55,13 @@ export class Pipeline {
   resultTap: ((r: ConsoleResult) => void) | null = null;
 
   constructor(
-    private readonly engine: InferenceEngine,
     private readonly sink: ResultSink,
     private readonly metrics: Metrics,
     private readonly opts: PipelineOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.scheduler = new ModelScheduler(opts.schedule ?? 'round-robin');
+  }
 
   counter(camera: string): CameraCounters {
     let c = this.counters.get(camera);
@@ -62,7 +72,9 @@ export class Pipeline {
     return c;
   }
 
-  addCamera(cam: FrameSource): void {
+  /** Frames of `cam` are scored by `engine` (their size must be the model's input size). */
+  addCamera(cam: FrameSource, engine: InferenceEngine): void {
+    this.models.set(cam.id, engine);
     const c = this.counter(cam.id);
     const onFrame = (frame: Buffer, capturedAt: number): void => {
       if (this.stopping) return;
@@ -82,12 +94,37 @@ export class Pipeline {
     this.unsubscribe.get(id)?.();
     this.unsubscribe.delete(id);
     this.slots.clear(id);
+    const engine = this.models.get(id);
+    this.models.delete(id);
+    if (engine) this.forgetIfUnused(engine);
   }
 
-  /** Median session.run time over the last 50 batches (ms). */
-  inferenceP50(): number {
-    if (this.recentRunMs.length === 0) return 0;
-    const s = [...this.recentRunMs].sort((a, b) => a - b);
+  /**
+   * A camera changes model without restarting its decoder (same input size: the caller checks). Its pending
+   * frame, if any, is scored by the new model.
+   */
+  setModel(id: string, engine: InferenceEngine): void {
+    const old = this.models.get(id);
+    if (!old || old === engine) return;
+    this.models.set(id, engine);
+    this.forgetIfUnused(old);
+  }
+
+  modelOf(id: string): InferenceEngine | undefined {
+    return this.models.get(id);
+  }
+
+  private forgetIfUnused(engine: InferenceEngine): void {
+    if ([...this.models.values()].includes(engine)) return;
+    this.scheduler.forget(engine);
+    this.recentRunMs.delete(engine);
+  }
+
+  /** Median session.run time over the last 50 batches (ms): of one model, or of all of them together. */
+  inferenceP50(engine?: InferenceEngine): number {
+    const runs = engine ? this.recentRunMs.get(engine) ?? [] : [...this.recentRunMs.values()].flat();
+    if (runs.length === 0) return 0;
+    const s = [...runs].sort((a, b) => a - b);
     return s[Math.floor(s.length / 2)];
   }
 
@@ -98,27 +135,64 @@ export class Pipeline {
   private async loop(): Promise<void> {
     while (!this.stopping) {
       await this.slots.wait();
+      // One turn of the event loop before taking the batch. session.run blocks the loop (onnxruntime-node runs it
+      // synchronously, after a setImmediate), so the decoders' pipes are read only between runs. Without this turn
+      // the batch took the frame left over from the previous gap and the freshly buffered newer frame was read a
+      // moment later, during onnxruntime's setImmediate, to wait through a whole run: frame-to-publish was about
+      // two run times. Now the newest frame goes into the next run (bench/daemon/README.md, "Latency").
+      await new Promise<void>((resolve) => setImmediate(resolve));
       if (this.stopping) break;
-      const batch = this.slots.take(this.engine.maxBatch);
+      const engine = this.nextModel();
+      if (!engine) continue;
+      const batch = this.slots.take(engine.maxBatch, (camera) => this.models.get(camera) === engine);
       if (batch.length === 0) continue;
-      await this.processBatch(batch);
+      const done = this.processBatch(engine, batch);
+      this.running = { engine, done };
+      await done;
+      this.running = null;
     }
   }
 
-  private async processBatch(batch: PendingFrame[]): Promise<void> {
+  /** Resolves once no batch of `engine` is running (before its session is closed after a model swap). */
+  async settled(engine: InferenceEngine): Promise<void> {
+    while (this.running && this.running.engine === engine) await this.running.done;
+  }
+
+  /** The model to run now (schedule.ts); frames of cameras without a model are dropped (removed meanwhile). */
+  private nextModel(): InferenceEngine | null {
+    const oldest = new Map<InferenceEngine, number>();
+    const orphans: string[] = [];
+    for (const f of this.slots.pending()) {
+      const e = this.models.get(f.camera);
+      if (!e) orphans.push(f.camera);
+      else if (!oldest.has(e) || f.capturedAt < (oldest.get(e) as number)) oldest.set(e, f.capturedAt);
+    }
+    for (const c of orphans) this.slots.clear(c);
+    return this.scheduler.pick([...oldest].map(([model, t]) => ({ model, oldest: t })));
+  }
+
+  private async processBatch(engine: InferenceEngine, taken: PendingFrame[]): Promise<void> {
+    // A frame decoded for another input size (model swapped between decode and now) cannot be scored by this one.
+    const batch = taken.filter((f) => f.frame.length === engine.frameBytes);
+    if (batch.length < taken.length) {
+      this.log.warn({ model: engine.manifest.name, skipped: taken.filter((f) => f.frame.length !== engine.frameBytes).map((f) => f.camera) }, 'frame size does not match the camera\'s model; frame skipped');
+      if (batch.length === 0) return;
+    }
+    const m = engine.manifest;
     let out;
     try {
-      out = await this.engine.run(batch.map((f) => f.frame));
+      out = await engine.run(batch.map((f) => f.frame));
     } catch (err) {
       this.inferenceErrors++;
-      this.log.error({ err: (err as Error).message, batch: batch.length }, 'inference failed; frames skipped');
+      this.log.error({ err: (err as Error).message, batch: batch.length, model: m.name }, 'inference failed; frames skipped');
       return;
     }
     this.batches++;
-    this.recentRunMs.push(out.runMs);
-    if (this.recentRunMs.length > 50) this.recentRunMs.shift();
-    this.metrics.inferenceSeconds.observe({ batch: String(batch.length) }, out.runMs / 1000);
-    const m = this.engine.manifest;
+    let recent = this.recentRunMs.get(engine);
+    if (!recent) this.recentRunMs.set(engine, (recent = []));
+    recent.push(out.runMs);
+    if (recent.length > 50) recent.shift();
+    this.metrics.inferenceSeconds.observe({ batch: String(batch.length), model: m.name, version: m.version }, out.runMs / 1000);
     const model = { name: m.name, version: m.version };
     const hw = m.height * m.width;
     const now = Date.now();
@@ -143,18 +217,20 @@ export class Pipeline {
           capturedAt: f.capturedAt,
           deadline: f.capturedAt + this.opts.rejectDeadlineMs,
           score,
+          model,
         });
         if (!ok) this.metrics.mqttUnsent.inc({ kind: 'reject' });
       }
-      this.resultTap?.({ camera: f.camera, seq: f.seq, capturedAt: f.capturedAt, score, rawScore, verdict: v, frame: f.frame, map: out.maps.subarray(i * hw, (i + 1) * hw) }); // console (issue 9)
+      this.resultTap?.({ camera: f.camera, seq: f.seq, capturedAt: f.capturedAt, score, rawScore, verdict: v, frame: f.frame, map: out.maps.subarray(i * hw, (i + 1) * hw),
+        model: { name: m.name, version: m.version, width: m.width, height: m.height, normalization: m.normalization } }); // console (issue 9)
       const s = this.opts.snapshot;
       if ((v === 'ng' && s.onNg) || (s.everyN > 0 && c.processed % s.everyN === 0)) {
-        this.snapshot(f, out.maps.subarray(i * hw, (i + 1) * hw), score, v);
+        this.snapshot(engine, f, out.maps.subarray(i * hw, (i + 1) * hw), score, v);
       }
     });
   }
 
-  private snapshot(f: PendingFrame, mapView: Float32Array, score: number, v: string): void {
+  private snapshot(engine: InferenceEngine, f: PendingFrame, mapView: Float32Array, score: number, v: string): void {
     if (this.snapshotsInFlight.size >= MAX_SNAPSHOTS_IN_FLIGHT) {
       this.metrics.snapshotsSkipped.inc({ reason: 'busy' });
       return;
@@ -163,7 +239,7 @@ export class Pipeline {
       this.metrics.mqttUnsent.inc({ kind: 'snapshot' });
       return;
     }
-    const m = this.engine.manifest;
+    const m = engine.manifest;
     const map = new Float32Array(mapView); // the output tensor is not ours to keep
     const p = (async () => {
       try {
@@ -181,6 +257,8 @@ export class Pipeline {
           seq: String(f.seq),
           score: score.toFixed(4),
           verdict: v,
+          model: m.name,
+          modelVersion: m.version,
         });
         if (!sent) this.metrics.mqttUnsent.inc({ kind: 'snapshot' });
       } catch (err) {

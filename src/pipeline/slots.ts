@@ -29,11 +29,22 @@ export class NewestFrameSlots {
     return this.slots.size;
   }
 
-  /** Takes up to max frames, oldest capture first (so no camera starves when there are more cameras than max). */
-  take(max: number): PendingFrame[] {
-    const all = [...this.slots.values()].sort((a, b) => a.capturedAt - b.capturedAt).slice(0, max);
+  /**
+   * Takes up to max frames, oldest capture first (so no camera starves when there are more cameras than max);
+   * with `which`, only frames of the cameras it accepts (one model's cameras).
+   */
+  take(max: number, which?: (camera: string) => boolean): PendingFrame[] {
+    const all = [...this.slots.values()]
+      .filter((f) => !which || which(f.camera))
+      .sort((a, b) => a.capturedAt - b.capturedAt)
+      .slice(0, max);
     for (const f of all) this.slots.delete(f.camera);
     return all;
+  }
+
+  /** The pending frames, unordered (the scheduler looks at which models have work and how old it is). */
+  pending(): IterableIterator<PendingFrame> {
+    return this.slots.values();
   }
 
   /** Forgets a camera's pending frame (camera removed). */

@@ -135,7 +135,7 @@ export class PlcOutputs {
   }
 
   cameraAdded(s: CameraStatusMessage): void {
-    this.sparkplug?.addDevice(s.camera, { state: s.state, fps: s.fps });
+    this.sparkplug?.addDevice(s.camera, { state: s.state, fps: s.fps, modelName: s.model.name, modelVersion: s.model.version });
   }
 
   cameraRemoved(id: string): void {
@@ -143,7 +143,7 @@ export class PlcOutputs {
   }
 
   cameraStatus(s: CameraStatusMessage): void {
-    this.sparkplug?.status(s.camera, { state: s.state, fps: s.fps });
+    this.sparkplug?.status(s.camera, { state: s.state, fps: s.fps, modelName: s.model.name, modelVersion: s.model.version });
   }
 
   setNode(patch: Partial<NodeInfo>): void {

@@ -25,6 +25,8 @@ export interface RejectMessage {
   capturedAt: number;
   deadline: number;
   score: number;
+  /** The model that scored the frame (the camera's own, docs/configuration.md "One model per camera"). */
+  model: ModelRef;
 }
 
 export interface CameraStatusMessage {
@@ -37,8 +39,12 @@ export interface CameraStatusMessage {
   /** RTSP frames identical to the previous one, not scored. */
   repeated: number;
   provider: string;
+  /** The camera's model now; {"name": "", "version": ""} while it has none (see modelError). */
   model: ModelRef;
   error?: string;
+  /** Why the camera's configured model is not in use: it never loaded (no model, not scoring) or a new one failed
+   *  to load at SIGHUP (the camera keeps scoring with `model`). */
+  modelError?: string;
   since: number;
   /** The camera's Modbus reject output, when configured (issue 10). */
   plc?: RejectOutputStatus;

@@ -39,6 +39,17 @@ export interface PublishCounters {
   snapshotsUnsent: number;
 }
 
+/** Username, password and TLS files as mqtt.js options (files read now); shared by every MQTT connection. */
+export function credentialOptions(o: { username?: string; password?: string; ca?: string; cert?: string; key?: string }): IClientOptions {
+  const out: IClientOptions = {};
+  if (o.username) out.username = o.username;
+  if (o.password) out.password = o.password;
+  if (o.ca) out.ca = readFileSync(o.ca);
+  if (o.cert) out.cert = readFileSync(o.cert);
+  if (o.key) out.key = readFileSync(o.key);
+  return out;
+}
+
 export class Publisher implements ResultSink, CameraStatusSink {
   readonly client: MqttClient;
   /** The same client, for the console's command topic (src/console/mqtt-commands.ts). */
@@ -74,11 +85,7 @@ export class Publisher implements ResultSink, CameraStatusSink {
       will: { topic: this.t.status, payload: Buffer.from('offline'), qos: 1, retain: true },
       rejectUnauthorized: opts.rejectUnauthorized,
     };
-    if (opts.username) clientOpts.username = opts.username;
-    if (opts.password) clientOpts.password = opts.password;
-    if (opts.ca) clientOpts.ca = readFileSync(opts.ca);
-    if (opts.cert) clientOpts.cert = readFileSync(opts.cert);
-    if (opts.key) clientOpts.key = readFileSync(opts.key);
+    Object.assign(clientOpts, credentialOptions(opts));
     this.client = mqtt.connect(opts.url, clientOpts);
     const where = redactUrl(opts.url);
     this.client.on('connect', () => {

@@ -11,10 +11,10 @@
  * - `Node Control/Rebirth` = true in an NCMD re-publishes NBIRTH (seq 0, same bdSeq) and every DBIRTH.
  * Nothing is queued while offline: a reconnect re-births with the latest values.
  */
-import { readFileSync } from 'node:fs';
 import mqtt, { IClientOptions, MqttClient } from 'mqtt';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Logger } from '../log';
+import { credentialOptions } from '../publish/mqtt';
 import { decodePayload, encodePayload, Metric, MetricType, MetricValue } from './payload';
 import { sparkplugTopics, SparkplugTopics } from './topics';
 
@@ -68,6 +68,9 @@ export interface DeviceResult {
 export interface DeviceStatus {
   state: string;
   fps: number;
+  /** The camera's own model (cameras may have different ones; the node's Model/* metrics describe the primary). */
+  modelName: string;
+  modelVersion: string;
 }
 
 interface MetricDef {
@@ -94,6 +97,8 @@ export const DEVICE_METRICS = {
   latencyMs: { name: 'Inspection/Latency ms', type: 'Double' },
   state: { name: 'Camera/State', type: 'String' },
   fps: { name: 'Camera/FPS', type: 'Double' },
+  modelName: { name: 'Model/Name', type: 'String' },
+  modelVersion: { name: 'Model/Version', type: 'String' },
 } as const satisfies Record<string, MetricDef>;
 type DeviceKey = keyof typeof DEVICE_METRICS;
 const DEVICE_KEYS = Object.keys(DEVICE_METRICS) as DeviceKey[];
@@ -165,11 +170,7 @@ export class SparkplugEdgeNode {
       will: this.will(),
       rejectUnauthorized: o.rejectUnauthorized,
     };
-    if (o.username) clientOpts.username = o.username;
-    if (o.password) clientOpts.password = o.password;
-    if (o.ca) clientOpts.ca = readFileSync(o.ca);
-    if (o.cert) clientOpts.cert = readFileSync(o.cert);
-    if (o.key) clientOpts.key = readFileSync(o.key);
+    Object.assign(clientOpts, credentialOptions(o));
     this.client = mqtt.connect(o.url, clientOpts);
     // mqtt.js builds each CONNECT from client.options after emitting 'reconnect': the next session's bdSeq goes there.
     this.client.on('reconnect', () => {
@@ -222,7 +223,7 @@ export class SparkplugEdgeNode {
     const dev: Device = {
       id,
       aliasBase,
-      values: { score: null, verdict: null, ngCount: 0, frameSeq: null, latencyMs: null, state: status.state, fps: status.fps },
+      values: { score: null, verdict: null, ngCount: 0, frameSeq: null, latencyMs: null, state: status.state, fps: status.fps, modelName: status.modelName, modelVersion: status.modelVersion },
       sent: {},
       born: false,
       timestamps: {},
@@ -250,7 +251,7 @@ export class SparkplugEdgeNode {
   status(id: string, s: DeviceStatus): void {
     const dev = this.devices.get(id);
     if (!dev) return;
-    this.update(dev, { state: s.state, fps: s.fps }, Date.now());
+    this.update(dev, { state: s.state, fps: s.fps, modelName: s.modelName, modelVersion: s.modelVersion }, Date.now());
   }
 
   private update(dev: Device, patch: Partial<Record<DeviceKey, MetricValue>>, ts: number): void {

@@ -48,6 +48,8 @@ const DEVICE_METRICS: Record<string, string> = {
   'Inspection/Latency ms': 'Double',
   'Camera/State': 'String',
   'Camera/FPS': 'Double',
+  'Model/Name': 'String',
+  'Model/Version': 'String',
 };
 
 async function setup(h: Harness, cameras: Camera[], sparkplug: Record<string, unknown> = {}, mqttUrl?: string) {
@@ -108,7 +110,7 @@ describe('Sparkplug B edge node against mosquitto and an independent host', { sk
       const mf = ngModel.manifest;
       assert.equal(metric(nbirth, 'Model/Name')?.value, mf.name);
       assert.equal(metric(nbirth, 'Model/Version')?.value, mf.version);
-      assert.equal(metric(nbirth, 'Model/Method')?.value, 'ET-STPM');
+      assert.equal(metric(nbirth, 'Model/Method')?.value, mf.method); // model.json's method (stpm for this test model)
       assert.equal(metric(nbirth, 'Model/Threshold')?.value, 0.5);
       assert.equal(metric(nbirth, 'Model/Raw Threshold')?.value, -1);
       assert.match(String(metric(nbirth, 'Inference/Provider')?.value), /cpu/i);

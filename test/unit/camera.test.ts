@@ -21,7 +21,7 @@ const ingest: IngestOptions = {
   gstLaunchPath: 'gst-launch-1.0',
 };
 
-const cfg = (over: Partial<CameraConfig>): CameraConfig => ({ id: 'c', url: '', fps: 0, roi: null, transport: 'tcp', decoder: 'ffmpeg', ...over });
+const cfg = (over: Partial<CameraConfig>): CameraConfig => ({ id: 'c', url: '', fps: 0, roi: null, transport: 'tcp', decoder: 'ffmpeg', model: null, ...over });
 
 describe('Backoff', () => {
   it('doubles from min up to max and resets', () => {

@@ -65,7 +65,7 @@ describe('config', () => {
     const r = loadConfig({ argv: [], env: {} });
     assert.equal(r.kind, 'ok');
     if (r.kind !== 'ok') return;
-    assert.deepEqual(r.config.cameras, [{ id: 'sim-1', url: 'synthetic://', fps: 0, roi: null, transport: 'tcp', decoder: 'ffmpeg' }]);
+    assert.deepEqual(r.config.cameras, [{ id: 'sim-1', url: 'synthetic://', fps: 0, roi: null, transport: 'tcp', decoder: 'ffmpeg', model: null }]);
     assert.equal(r.config.mqtt.url, '');
     assert.equal(r.config.model.dir, 'models/demo');
     assert.deepEqual(r.config.model.providers, ['tensorrt', 'cuda', 'cpu']);
@@ -90,7 +90,7 @@ describe('config', () => {
     assert.equal(r.kind, 'ok');
     if (r.kind !== 'ok') return;
     assert.deepEqual(r.config.model.providers, ['cuda', 'cpu']);
-    assert.deepEqual(r.config.cameras[0], { id: 'c1', url: 'rtsp://h/s', fps: 5, roi: { x: 1, y: 2, width: 30, height: 40 }, transport: 'tcp', decoder: 'ffmpeg' });
+    assert.deepEqual(r.config.cameras[0], { id: 'c1', url: 'rtsp://h/s', fps: 5, roi: { x: 1, y: 2, width: 30, height: 40 }, transport: 'tcp', decoder: 'ffmpeg', model: null });
   });
 
   it('one message per problem, each naming the key', () => {
@@ -145,8 +145,22 @@ describe('config', () => {
   });
 });
 
+describe('cameras[].model', () => {
+  it('a camera names its own model folder; an empty or non-string one is an error naming the camera key', () => {
+    const r = loadConfig({ argv: ['--cameras', '[{"id":"a","url":"synthetic://","model":"/models/a"},{"id":"b","url":"synthetic://"}]'], env: {} });
+    assert.equal(r.kind, 'ok');
+    if (r.kind !== 'ok') return;
+    assert.deepEqual(r.config.cameras.map((c) => c.model), ['/models/a', null]);
+    const e = loadConfig({ argv: ['--cameras', '[{"id":"a","url":"synthetic://","model":""},{"id":"b","url":"synthetic://","model":3}]'], env: {} });
+    assert.equal(e.kind, 'error');
+    if (e.kind !== 'error') return;
+    assert.ok(e.errors.some((l) => l.startsWith('cameras[0].model: ')), e.errors.join('\n'));
+    assert.ok(e.errors.some((l) => l.startsWith('cameras[1].model: ')), e.errors.join('\n'));
+  });
+});
+
 describe('config/ examples', () => {
-  for (const name of ['example.json', 'jetson-gst.json', 'images-folder.json']) {
+  for (const name of ['example.json', 'jetson-gst.json', 'images-folder.json', 'station-multi-model.json']) {
     it(`config/${name} is valid (TLS files aside, which exist only on a device)`, () => {
       const r = loadConfig({ argv: ['--config', join(__dirname, '..', '..', '..', 'config', name)], env: {} });
       const errs = r.kind === 'error' ? r.errors.filter((e) => !/^mqtt\.(ca|cert|key): cannot read file/.test(e)) : [];

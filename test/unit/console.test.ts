@@ -36,7 +36,8 @@ function result(camera: string, seq: number, ng: boolean): ConsoleResult {
   const map = new Float32Array(W * H).fill(0.2);
   if (ng) for (let y = 20; y < 30; y++) for (let x = 20; x < 34; x++) map[y * W + x] = 1.8;
   const score = ng ? 0.9 : 0.1;
-  return { camera, seq, capturedAt: Date.now(), score, rawScore: ng ? 1.8 : 0.2, verdict: ng ? 'ng' : 'ok', frame, map };
+  return { camera, seq, capturedAt: Date.now(), score, rawScore: ng ? 1.8 : 0.2, verdict: ng ? 'ng' : 'ok', frame, map,
+    model: { name: 'test-model', version: 'v1', width: W, height: H, normalization: NORM } };
 }
 
 interface Setup {

@@ -87,6 +87,7 @@ async function checkRun(run: Run, client: mqtt.MqttClient, httpPort: number, mqt
     const up = snap.properties?.userProperties as Record<string, string>;
     assert.equal(up.camera, 'sim-1');
     assert.equal(up.verdict, 'ng');
+    assert.ok(up.model && up.modelVersion, 'snapshot names the model that scored it');
     assert.ok(Number(up.seq) >= 1 && Number(up.score) >= 0.5);
     assert.ok((rej.properties?.messageExpiryInterval ?? 0) >= 1);
   }
@@ -99,7 +100,7 @@ async function checkRun(run: Run, client: mqtt.MqttClient, httpPort: number, mqt
   assert.equal(health.status, 200, await health.clone().text());
   const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
   assert.match(metrics, /etstpm_frames_processed_total\{camera="sim-1"\} [1-9]/);
-  assert.match(metrics, /etstpm_inference_seconds_count\{batch="1"\} [1-9]/);
+  assert.match(metrics, /etstpm_inference_seconds_count\{batch="1",model="[^"]+",version="[^"]+"\} [1-9]/);
 
   const t0 = Date.now();
   run.proc.kill('SIGTERM');

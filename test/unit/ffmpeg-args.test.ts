@@ -9,7 +9,7 @@ import { ffmpegCommand, ffmpegLogLevel, filterChain, fpsCap, jetsonGstCommand } 
 import { ffmpegMajor, ffmpegVersion, fpsModeOption, parseFfmpegMajor, parseFfmpegVersion, rtspTimeoutOption } from '../../src/sources/ffmpeg-version';
 import { classifyUrl, parseSynthetic } from '../../src/sources/url';
 
-const cam = (over: Partial<CameraConfig> = {}): CameraConfig => ({ id: 'c', url: 'rtsp://h/s', fps: 0, roi: null, transport: 'tcp', decoder: 'ffmpeg', ...over });
+const cam = (over: Partial<CameraConfig> = {}): CameraConfig => ({ id: 'c', url: 'rtsp://h/s', fps: 0, roi: null, transport: 'tcp', decoder: 'ffmpeg', model: null, ...over });
 const size = { width: 256, height: 256 };
 
 function after(args: string[], flag: string): string | undefined {

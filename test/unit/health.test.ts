@@ -3,91 +3,14 @@
  * an output and a camera the test drives, so each state is reached through the daemon's own code.
  */
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load';
 import type { CameraConfig, DaemonConfig } from '../../src/config/types';
-import { Daemon, StatusPublisher, SupervisedCamera } from '../../src/daemon';
+import { Daemon } from '../../src/daemon';
 import type { ResultSink } from '../../src/pipeline';
-import type { CameraStatusMessage, RejectMessage, ResultMessage } from '../../src/publish/messages';
-import type { CameraState } from '../../src/sources/camera';
+import type { ResultMessage } from '../../src/publish/messages';
+import { TestCamera, TestOutput } from './daemon-parts';
 import { silentLog, TINY_MODEL, until } from './helpers';
-
-/** An output the test connects and disconnects; records what it is given. */
-class TestOutput implements StatusPublisher {
-  connected = false;
-  readonly results: ResultMessage[] = [];
-  readonly statuses: CameraStatusMessage[] = [];
-  readonly forgotten: string[] = [];
-  closed = false;
-  private readonly listeners: ((up: boolean) => void)[] = [];
-  private readonly waiters: (() => void)[] = [];
-
-  setConnected(up: boolean): void {
-    this.connected = up;
-    for (const l of this.listeners) l(up);
-    if (up) for (const w of this.waiters.splice(0)) w();
-  }
-  onConnection(listener: (up: boolean) => void): void {
-    this.listeners.push(listener);
-  }
-  waitConnected(): Promise<void> {
-    return this.connected ? Promise.resolve() : new Promise((r) => this.waiters.push(r));
-  }
-  publishResult(r: ResultMessage): boolean {
-    if (!this.connected) return false;
-    this.results.push(r);
-    return true;
-  }
-  publishReject(_r: RejectMessage): boolean {
-    return this.connected;
-  }
-  publishSnapshot(): boolean {
-    return this.connected;
-  }
-  publishCameraStatus(s: CameraStatusMessage): void {
-    this.statuses.push(s);
-  }
-  forgetCamera(camera: string): void {
-    this.forgotten.push(camera);
-  }
-  async close(): Promise<void> {
-    this.closed = true;
-  }
-}
-
-/** A camera whose frames and state the test sets. */
-class TestCamera extends EventEmitter implements SupervisedCamera {
-  state: CameraState = 'stopped';
-  error: string | undefined;
-  since = Date.now();
-  captured = 0;
-  restarts = 0;
-  repeated = 0;
-  lastFrameAt = 0;
-  lastNewFrameAt = 0;
-  constructor(readonly config: CameraConfig) {
-    super();
-  }
-  get id(): string {
-    return this.config.id;
-  }
-  fps(): number {
-    return 0;
-  }
-  start(): void {
-    this.state = 'streaming';
-    this.emit('state', this.state, undefined);
-  }
-  async stop(): Promise<void> {
-    this.state = 'stopped';
-    this.emit('state', this.state, undefined);
-  }
-  push(value: number): void {
-    this.captured++;
-    this.emit('frame', Buffer.alloc(64 * 64 * 3, value), Date.now());
-  }
-}
 
 function config(): DaemonConfig {
   const r = loadConfig({
@@ -146,7 +69,6 @@ describe('health', () => {
       assert.equal(d.processingHealth().ok, true);
     } finally {
       await d.stop();
-      await d.engine?.close();
     }
     assert.equal(out.closed, true);
   });
@@ -180,7 +102,6 @@ describe('health', () => {
       assert.deepEqual(out.forgotten, ['a']);
     } finally {
       await d.stop();
-      await d.engine?.close();
     }
   });
 });

@@ -64,7 +64,7 @@ describe('Publisher', () => {
     try {
       const r = { camera: 'c', seq: 1, capturedAt: Date.now(), score: 0.9, rawScore: 1, verdict: 'ng' as const, latencyMs: 1, model: { name: 'm', version: 'v' } };
       assert.equal(pub.publishResult(r), false);
-      assert.equal(pub.publishReject({ camera: 'c', seq: 1, capturedAt: r.capturedAt, deadline: r.capturedAt + 500, score: 0.9 }), false);
+      assert.equal(pub.publishReject({ camera: 'c', seq: 1, capturedAt: r.capturedAt, deadline: r.capturedAt + 500, score: 0.9, model: r.model }), false);
       assert.equal(pub.publishSnapshot('c', Buffer.alloc(1), 'image/jpeg', {}), false);
       assert.deepEqual(pub.counters, { results: 0, resultsUnsent: 1, congested: 0, rejects: 0, rejectsUnsent: 1, snapshots: 0, snapshotsUnsent: 1 });
       assert.equal(pub.client.queue.length, 0, 'mqtt.js must not hold queued messages');

@@ -46,7 +46,7 @@ async function setup(snapshot: PipelineOptions['snapshot'] = { onNg: true, every
   const engine = await InferenceEngine.load({ modelDir: TINY_MODEL, providers: ['cpu'], maxBatch: 4, tensorrt: { cacheDir: '/tmp/x', fp16: false } }, silentLog());
   const pub = new RecordingPublisher();
   const metrics = new Metrics();
-  const p = new Pipeline(engine, pub, metrics, { rejectDeadlineMs: 500, snapshot }, silentLog());
+  const p = new Pipeline(pub, metrics, { rejectDeadlineMs: 500, snapshot }, silentLog());
   return { engine, pub, metrics, p };
 }
 
@@ -54,7 +54,7 @@ describe('pipeline', () => {
   it('frames ready from several cameras run as one batch; each gets its own result', async () => {
     const { engine, pub, metrics, p } = await setup();
     const cams = ['a', 'b', 'c'].map((id) => new FakeCamera(id));
-    for (const c of cams) p.addCamera(c);
+    for (const c of cams) p.addCamera(c, engine);
     cams[0].push(127); // ok: raw 0.002
     cams[1].push(0); // ng: raw 0.5 >= threshold 0.45
     cams[2].push(127);
@@ -74,7 +74,8 @@ describe('pipeline', () => {
     assert.equal(pub.rejects[0].camera, 'b');
     assert.equal(pub.rejects[0].deadline - pub.rejects[0].capturedAt, 500);
     await until(() => pub.snapshots.length === 1, 5000, 'snapshot of the NG frame');
-    assert.deepEqual(pub.snapshots[0].user, { camera: 'b', seq: '1', score: '0.6000', verdict: 'ng' });
+    assert.deepEqual(pub.snapshots[0].user, { camera: 'b', seq: '1', score: '0.6000', verdict: 'ng', model: engine.manifest.name, modelVersion: engine.manifest.version });
+    assert.deepEqual(pub.rejects[0].model, { name: engine.manifest.name, version: engine.manifest.version });
     await p.stop();
     await engine.close();
   });
@@ -82,7 +83,7 @@ describe('pipeline', () => {
   it('a newer frame replaces an unprocessed one: dropped is counted, the newest seq is processed', async () => {
     const { engine, pub, p } = await setup();
     const cam = new FakeCamera('a');
-    p.addCamera(cam);
+    p.addCamera(cam, engine);
     cam.push(1);
     cam.push(2);
     cam.push(3);
@@ -97,7 +98,7 @@ describe('pipeline', () => {
   it('snapshot.everyN also snapshots OK frames; nothing is published while offline', async () => {
     const { engine, pub, metrics, p } = await setup({ onNg: false, everyN: 2, format: 'png', maxBytes: 262144 });
     const cam = new FakeCamera('a');
-    p.addCamera(cam);
+    p.addCamera(cam, engine);
     p.start();
     for (let i = 0; i < 4; i++) {
       cam.push(127);
@@ -120,7 +121,7 @@ describe('FanOutSink', () => {
   const result: ResultMessage = {
     camera: 'a', seq: 1, capturedAt: 1, score: 0.7, rawScore: 0.5, verdict: 'ng', latencyMs: 3, model: { name: 'm', version: 'v' },
   };
-  const reject: RejectMessage = { camera: 'a', seq: 1, capturedAt: 1, deadline: 501, score: 0.7 };
+  const reject: RejectMessage = { camera: 'a', seq: 1, capturedAt: 1, deadline: 501, score: 0.7, model: { name: 'm', version: 'v' } };
 
   it('every output gets every message; the primary answers for the pipeline; a throwing output is logged and skipped', () => {
     const primary = new RecordingPublisher();

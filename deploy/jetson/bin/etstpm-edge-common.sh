@@ -58,20 +58,21 @@ common_run_args() {
   fi
 }
 
-# Engine build with IMAGE for the model folder at host path MODEL_HOST_DIR (default: the current release).
-# The folder is mounted where the daemon sees its model (/models/current) so onnxruntime sees the same path.
+# Engine build with IMAGE for the model folder at host path MODEL_HOST_DIR (default: the current release), mounted
+# where the daemon sees it (CTR_DIR, default /models/current; a camera's own: /models/cameras/ID/current) so
+# onnxruntime sees the same path.
 # ENGINE_BUILD_RETRY_FAILED=1 retries a key whose last build failed (the update scripts: a deliberate retry);
 # the boot-time unit leaves it unset so a failing build does not delay every restart.
 # Exit status is the CLI's: 0 ready, 3 model invalid, 4 TensorRT unavailable, 5 build failed.
 engine_build() {
-  local image=$1 model_host_dir=${2:-} args=() cli_extra=()
+  local image=$1 model_host_dir=${2:-} ctr_dir=${3:-$CTR_MODELS/current} args=() cli_extra=()
   if [ "${ENGINE_BUILD_RETRY_FAILED:-0}" = 1 ]; then cli_extra+=(--retry-failed); fi
   common_run_args args
   if [ -n "$model_host_dir" ]; then
-    args+=(-v "$model_host_dir:$CTR_MODELS/current:ro")
+    args+=(-v "$model_host_dir:$ctr_dir:ro")
   fi
   "$DOCKER" run --rm --name "$ETSTPM_CONTAINER-engine-build" "${args[@]}" --entrypoint node "$image" \
-    dist/src/tensorrt/engine-build.js --config "$CTR_CONFIG" --model-dir "$CTR_MODELS/current" \
+    dist/src/tensorrt/engine-build.js --config "$CTR_CONFIG" --model-dir "$ctr_dir" \
     --cache-dir "$CTR_TRT_CACHE" --prune 2 "${cli_extra[@]}"
 }
 

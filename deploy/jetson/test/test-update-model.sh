@@ -103,4 +103,56 @@ check "prune: previous kept" test -d "$ETSTPM_MODELS_DIR/releases/${ids[3]}"
 check "prune: oldest removed" test ! -d "$ETSTPM_MODELS_DIR/releases/$M1"
 teardown
 
+# 8. One camera's model (--camera): its own link, engine built at its path, SIGHUP (reload) not restart, done when
+#    /healthz lists the camera on the new sha256; the station link and other cameras untouched.
+camera_config() { # camera_config ID...: config.json whose cameras name their own link
+  local cams=() c
+  for c in "$@"; do cams+=("{\"id\": \"$c\", \"url\": \"rtsp://cam/$c\", \"model\": \"/models/cameras/$c/current\"}"); done
+  local IFS=,
+  printf '{"cameras": [%s]}\n' "${cams[*]}" >"$ETSTPM_CONFIG_DIR/config.json"
+}
+setup; start_with_model; camera_config top side
+make_model "$T/t1" t1; T1="$(model_id "$T/t1")"
+make_model "$T/s1" s1; S1="$(model_id "$T/s1")"
+"$UPDATE_MODEL" --camera top "$T/t1" >"$T/out" 2>&1; rc=$?
+check "camera: exit 0" eq "$rc" 0
+check "camera: its link -> new release (relative to the volume)" eq "$(readlink "$ETSTPM_MODELS_DIR/cameras/top/current")" "../../releases/$T1"
+check "camera: station link untouched" eq "$(readlink "$ETSTPM_MODELS_DIR/current")" "releases/$M1"
+check "camera: engine built at the camera's path" contains "$FAKE_LOG" "-v $ETSTPM_MODELS_DIR/releases/$T1:/models/cameras/top/current:ro"
+check "camera: engine build names that path" contains "$FAKE_LOG" "--model-dir /models/cameras/top/current"
+check "camera: reload, no restart" contains "$FAKE_LOG" "systemctl reload etstpm-edge.service"
+check "camera: no restart" lacks "$FAKE_LOG" "systemctl restart"
+"$UPDATE_MODEL" --camera side "$T/s1" >"$T/out" 2>&1; rc=$?
+check "second camera: exit 0" eq "$rc" 0
+check "second camera: first camera keeps its model" eq "$(readlink "$ETSTPM_MODELS_DIR/cameras/top/current")" "../../releases/$T1"
+# A new model the daemon does not adopt (it keeps t1 and reports why): link switched back, exit 2, failure recorded.
+make_model "$T/t2" t2; T2="$(model_id "$T/t2")"
+FAKE_KEPT_SHA="$(sha256sum "$T/t1/model.onnx" | cut -d' ' -f1)"
+export FAKE_BAD_MODEL="$T2" FAKE_KEPT_SHA
+"$UPDATE_MODEL" --camera top "$T/t2" >"$T/out" 2>&1; rc=$?
+unset FAKE_BAD_MODEL FAKE_KEPT_SHA
+check "camera not adopted: exit 2" eq "$rc" 2
+check "camera not adopted: link back on the old release" eq "$(readlink "$ETSTPM_MODELS_DIR/cameras/top/current")" "../../releases/$T1"
+check "camera not adopted: failure recorded" eq "$(cat "$ETSTPM_STATE_DIR/model.top.failed")" "releases/$T2"
+check "camera not adopted: the daemon's reason shown" contains "$T/out" "camera top: model folder /models/cameras/top/current: sha256 mismatch"
+check "camera not adopted: other camera untouched" eq "$(readlink "$ETSTPM_MODELS_DIR/cameras/side/current")" "../../releases/$S1"
+# sha256 mismatch in the folder: refused before anything changes.
+make_model "$T/t3" t3 "$(printf '0%.0s' $(seq 64))"
+"$UPDATE_MODEL" --camera top "$T/t3" >"$T/out" 2>&1; rc=$?
+check "camera sha mismatch: exit 4" eq "$rc" 4
+check "camera sha mismatch: link unchanged" eq "$(readlink "$ETSTPM_MODELS_DIR/cameras/top/current")" "../../releases/$T1"
+# A camera whose config does not name its link: refused, nothing changed.
+"$UPDATE_MODEL" --camera gate "$T/t1" >"$T/out" 2>&1; rc=$?
+check "unknown camera: exit 1" eq "$rc" 1
+check "unknown camera: says so" contains "$T/out" "no camera 'gate'"
+check "unknown camera: no link made" test ! -e "$ETSTPM_MODELS_DIR/cameras/gate/current"
+# --rollback of one camera.
+make_model "$T/t4" t4
+"$UPDATE_MODEL" --camera top "$T/t4" >"$T/out" 2>&1 || fail "camera rollback setup"
+"$UPDATE_MODEL" --camera top --rollback >"$T/out" 2>&1; rc=$?
+check "camera --rollback: exit 0" eq "$rc" 0
+check "camera --rollback: back on the previous release" eq "$(readlink "$ETSTPM_MODELS_DIR/cameras/top/current")" "../../releases/$T1"
+check "camera --rollback: station link untouched" eq "$(readlink "$ETSTPM_MODELS_DIR/current")" "releases/$M1"
+teardown
+
 finish

@@ -12,6 +12,8 @@ export interface Camera {
   roi?: { x: number; y: number; width: number; height: number };
   transport?: 'tcp' | 'udp';
   decoder?: 'ffmpeg' | 'jetson-gst';
+  /** The camera's own model folder (else model.dir). */
+  model?: string;
 }
 
 export type Config = Record<string, unknown>;
@@ -47,7 +49,7 @@ export class Daemon {
   readonly proc: Proc;
   readonly configFile: string;
 
-  constructor(dir: string, config: Config | string, opts: { env?: NodeJS.ProcessEnv; args?: string[]; name?: string } = {}) {
+  constructor(dir: string, config: Config | string, opts: { env?: NodeJS.ProcessEnv; args?: string[]; name?: string; nodeArgs?: string[] } = {}) {
     this.configFile = join(dir, `daemon-${Date.now()}.json`);
     writeFileSync(this.configFile, typeof config === 'string' ? config : JSON.stringify(config, null, 2));
     const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env };
@@ -56,7 +58,7 @@ export class Daemon {
     if (!opts.env?.WATCHDOG_USEC) { delete env.WATCHDOG_USEC; delete env.WATCHDOG_PID; }
     for (const k of Object.keys(env)) if (k.startsWith('ETSTPM_') && !(opts.env && k in opts.env) && k !== 'ETSTPM_SHARED') delete env[k];
     this.proc = new Proc(opts.name ?? 'daemon', process.execPath,
-      [DAEMON_MAIN, '--config', this.configFile, ...(opts.args ?? [])], { cwd: REPO, env });
+      [...(opts.nodeArgs ?? []), DAEMON_MAIN, '--config', this.configFile, ...(opts.args ?? [])], { cwd: REPO, env });
   }
 
   get running(): boolean { return this.proc.running; }
