@@ -8,6 +8,8 @@
 #   bench/training/run_all.sh more       -> cells planned but not run here for lack of CPU time
 #   bench/training/run_all.sh membank    -> memory bank (ImageNet and ET teachers) on the four shared datasets
 #   bench/training/run_all.sh converge   -> STPM, cosine against constant learning rate, 30 epochs, seeds 0 and 1
+#   bench/training/run_all.sh int8       -> INT8 (both --int8 targets) against float32 of the same runs: quality and
+#                                           onnxruntime speed (bench/training/int8_quality.py, onnx_speed.py)
 # The committed STPM cells predate the cosine schedule: they pass --lr-schedule constant, as they ran.
 # A later call with more epochs continues a run (`--resume`) instead of starting again.
 set -uo pipefail
@@ -77,6 +79,37 @@ converge() {
     SEED=$s cell "grid-stpm-constant-s$s"    "${grid[@]}"  30 none --lr-schedule constant
     SEED=$s cell "hazelnut-stpm-cosine-s$s"  "${hazel[@]}" 30 none
     SEED=$s cell "hazelnut-stpm-constant-s$s" "${hazel[@]}" 30 none --lr-schedule constant
+  done
+}
+# INT8 against float32, same run: memory banks with the default settings and short plain-STPM runs (ImageNet
+# teacher, cosine schedule; what matters is INT8 vs float32 of one run, not the run's quality), all fitted into
+# $RUNS/int8/. Results: bench/results/int8/TAG-{quality,speed}.json.
+int8() {
+  local py=.venv/bin/python runs=${RUNS:-/work/runs} r=bench/results/int8 w tag
+  w=${WEIGHTS:-$shared/weights/resnet18_imagenet1k_v1_bnfolded_conv1-layer3_fc.pth}
+  fit() {  # TAG ROOT CATEGORY [train flags]
+    local tag=$1 root=$2 category=$3
+    shift 3
+    [ -e "$runs/int8/$tag/run.json" ] || nice -n 10 "$py" -m etstpm.cli --threads 1 train --weights "$w" --seed 0 \
+      --finetune none --no-progress --out "$runs/int8/$tag" --data "$root" --category "$category" "$@" \
+      >"$runs/int8/$tag.log" 2>&1
+  }
+  mkdir -p "$runs/int8" "$r"
+  fit grid-membank  "${grid[@]}"  --method membank
+  fit screw-membank "${screw[@]}" --method membank
+  fit mtd-membank   "${mtd[@]}"   --method membank
+  fit grid-stpm-e5  "${grid[@]}"  --method stpm --epochs 5
+  fit screw-stpm-e3 "${screw[@]}" --method stpm --epochs 3
+  fit mtd-stpm-e3   "${mtd[@]}"   --method stpm --epochs 3
+  for cell in "grid-membank ${grid[*]}" "screw-membank ${screw[*]}" "mtd-membank ${mtd[*]}" \
+              "grid-stpm-e5 ${grid[*]}" "screw-stpm-e3 ${screw[*]}" "mtd-stpm-e3 ${mtd[*]}"; do
+    set -- $cell
+    tag=$1
+    nice -n 10 "$py" bench/training/int8_quality.py "$runs/int8/$tag" --data "$2" --category "$3" \
+      --models "$runs/int8/models/$tag" --json "$r/$tag-quality.json" || echo "FAILED: int8 quality $tag" >&2
+    nice -n 10 "$py" bench/training/onnx_speed.py "$runs/int8/models/$tag/fp32" \
+      "$runs/int8/models/$tag/int8-tensorrt" "$runs/int8/models/$tag/int8-cpu" --threads 1 \
+      --json "$r/$tag-speed.json" || echo "FAILED: int8 speed $tag" >&2
   done
 }
 stages=("$@")

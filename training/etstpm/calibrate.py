@@ -89,20 +89,38 @@ def calibrate_run(run_dir: str | Path, frr: float = 0.01, val_data: str | None =
         thr = float(np.quantile(normal, 1.0 - frr))
         method = "normal-quantile"
         details = {"frr_target": frr, "quantile": 1.0 - frr}
-    details |= {"holdout_images": len(normal), "holdout_false_rejects": int((normal >= thr).sum()),
-                "holdout_score_min": float(normal.min()), "holdout_score_max": float(normal.max())}
+    calibration = make_calibration(thr, method, details, normal, low)
+    meta["calibration"] = calibration
+    write_meta(run_dir, meta)
+    norm = calibration["normalization"]
+    log.info("calibrated %s: threshold %.6g (%s), min %.6g, max %.6g", run_dir, thr, method, norm["min"], norm["max"])
+    return calibration
 
+
+def make_calibration(thr: float, method: str, details: dict, normal: np.ndarray, low: float) -> dict:
+    """The stored calibration: threshold + min-max normalization from the held-out normal images' scores."""
+    details = details | {"holdout_images": len(normal), "holdout_false_rejects": int((normal >= thr).sum()),
+                         "holdout_score_min": float(normal.min()), "holdout_score_max": float(normal.max())}
     lo, hi = low, float(normal.max())
     if hi <= lo:  # degenerate (constant maps): keep the formula finite
         hi = lo + 1e-12
-    calibration = {
-        "threshold": {"raw": thr, "method": method, "details": details},
-        "normalization": {"method": "minmax", "threshold": thr, "min": lo, "max": hi},
-    }
-    meta["calibration"] = calibration
-    write_meta(run_dir, meta)
-    log.info("calibrated %s: threshold %.6g (%s), min %.6g, max %.6g", run_dir, thr, method, lo, hi)
-    return calibration
+    return {"threshold": {"raw": thr, "method": method, "details": details},
+            "normalization": {"method": "minmax", "threshold": thr, "min": lo, "max": hi}}
+
+
+def recalibrate(calibration: dict, normal: np.ndarray, low: float) -> dict:
+    """The same calibration redone on another scorer's hold-out scores (e.g. an INT8 model of the run).
+
+    normal-quantile: the threshold is recomputed with the same target false-reject rate; f1-optimal needs the labelled
+    validation set, so its threshold is kept and only the normalization is redone (details say so).
+    """
+    t = calibration["threshold"]
+    if t["method"] == "normal-quantile":
+        frr = float(t["details"]["frr_target"])
+        return make_calibration(float(np.quantile(normal, 1.0 - frr)), t["method"],
+                                {"frr_target": frr, "quantile": 1.0 - frr}, normal, low)
+    kept = {k: v for k, v in t["details"].items() if not k.startswith("holdout_")}
+    return make_calibration(float(t["raw"]), t["method"], kept | {"threshold_from": "float32 model"}, normal, low)
 
 
 def normalize(raw: np.ndarray | float, norm: dict) -> np.ndarray:

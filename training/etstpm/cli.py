@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from .errors import ConfigError, EtstpmError
@@ -112,7 +113,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
         resume=a.resume, calibrate=not a.no_calibrate, frr=a.frr, progress=not a.no_progress,
     )
     run_dir = train(cfg)
-    print(f"run written to {run_dir}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 wrote the run
+        print(f"run written to {run_dir}")
     return 0
 
 
@@ -172,15 +174,24 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bank-fp16", action="store_true",
                    help="memory bank runs: store the bank as float16 in the ONNX file (half the size; computed in "
                         "float32)")
+    p.add_argument("--int8", choices=["tensorrt", "cpu"], default=None, metavar="TARGET",
+                   help="write a static-quantized INT8 model (QDQ; backbone convolutions only, calibrated on the "
+                        "run's training images, threshold re-calibrated): 'tensorrt' = symmetric int8 activations "
+                        "(TensorRT's explicit quantization), 'cpu' = uint8 activations (onnxruntime's fast x86 "
+                        "kernels; TensorRT cannot build it). See docs/training.md")
+    p.add_argument("--int8-calibration-images", type=_positive_int, default=32, metavar="N",
+                   help="training images (evenly spread) whose activations set the INT8 ranges")
     p.set_defaults(func=_cmd_export)
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
     from .export import export_run
+    from .quantize import Int8Config
 
+    int8 = Int8Config(target=a.int8, calibration_images=a.int8_calibration_images) if a.int8 else None
     manifest = export_run(a.run, a.out, metrics_path=a.metrics, name=a.name, opset=a.opset,
-                          allow_uncalibrated=a.allow_uncalibrated, bank_fp16=a.bank_fp16)
-    print(f"exported {a.out}/model.onnx (sha256 {manifest['onnx']['sha256']})")
+                          allow_uncalibrated=a.allow_uncalibrated, bank_fp16=a.bank_fp16, int8=int8)
+    print(f"exported {a.out}/model.onnx ({manifest['precision']}, sha256 {manifest['onnx']['sha256']})")
     return 0
 
 

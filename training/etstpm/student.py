@@ -12,9 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from . import distributed
+from .distributed import SINGLE, Dist, RankBatchSampler
 from .loss import STPMLoss
 from .model import ETSTPM
 from .run import CHECKPOINT, save_torch
@@ -105,12 +108,18 @@ def train_student(
     checkpoint: dict | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     show_progress: bool = True,
+    ctx: Dist = SINGLE,
 ) -> list[dict]:
     """Train model.student for cfg.epochs (continuing from `checkpoint` if given), checkpointing every epoch.
 
     Returns the per-epoch history (epoch, loss, wall_s). `on_epoch(record)` runs after each epoch's checkpoint.
+    With `ctx.enabled` (torchrun), the student trains under DistributedDataParallel (etstpm.distributed); only rank 0
+    writes the checkpoint and calls `on_epoch`.
     """
     loss_fn = STPMLoss()
+    if ctx.enabled:
+        # BatchNorm statistics over the whole global batch, as one process computes them.
+        model.student = distributed.global_batchnorm(model.student, device)
     optimizer = make_optimizer(model, cfg)
     generator = torch.Generator().manual_seed(seed)
     history: list[dict] = []
@@ -128,11 +137,18 @@ def train_student(
         use_cache = teacher_cache_bytes(len(dataset), size) <= TEACHER_CACHE_LIMIT
     cache = TeacherFeatureCache() if use_cache else None
     log.info("teacher feature cache: %s", "on" if use_cache else "off")
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=generator,
-                        num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
-    steps = len(loader)
+    n_images = len(dataset)
+    steps = math.ceil(n_images / cfg.batch_size)  # global steps per epoch (the schedule's unit)
+    if ctx.enabled:
+        loader = DataLoader(dataset, batch_sampler=RankBatchSampler(n_images, cfg.batch_size, ctx, generator),
+                            generator=generator, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+        student = DistributedDataParallel(model.student, device_ids=[device.index] if device.type == "cuda" else None)
+    else:
+        loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=generator,
+                            num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+        student = model.student
     bar = tqdm(total=cfg.epochs * steps, initial=start * steps, desc="student", unit="batch",
-               disable=not show_progress, dynamic_ncols=True)
+               disable=not (show_progress and ctx.is_main), dynamic_ncols=True)
     try:
         for epoch in range(start, cfg.epochs):
             model.train()  # student BN trains normally; ETSTPM.train keeps the teacher in eval mode
@@ -144,20 +160,30 @@ def train_student(
                     group["lr"] = lr
                 x = batch["image"].to(device, non_blocking=True)
                 if cache is not None:
-                    t_feats, s_feats = cache(model, x, batch["index"]), model.student(x)
+                    t_feats = cache(model, x, batch["index"])
                 else:
-                    t_feats, s_feats = model.features(x)
-                loss = loss_fn(t_feats, s_feats)
+                    with torch.no_grad():
+                        t_feats = model.teacher(x)
+                loss = loss_fn(t_feats, student(x))
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if ctx.enabled:
+                    # DDP averages the ranks' gradients; weighting each rank's mean loss by its share of the global
+                    # batch (n_r * world / N) makes that average the gradient of the global batch's mean loss.
+                    global_n = min(cfg.batch_size, n_images - (step - epoch * steps) * cfg.batch_size)
+                    (loss * (len(x) * ctx.world / global_n)).backward()
+                else:
+                    loss.backward()
                 optimizer.step()
                 loss_sum += loss.item() * len(x)
                 n += len(x)
                 bar.update(1)
                 bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss.item():.4f}")
+            loss_sum, n = distributed.all_sum([loss_sum, float(n)], ctx)  # the global batch's mean, on every rank
             rec = {"epoch": epoch + 1, "loss": loss_sum / n, "lr_last": lr,
                    "wall_s": round(time.perf_counter() - t0, 3)}
             history.append(rec)
+            if not ctx.is_main:
+                continue
             save_torch({"epoch": epoch + 1, "student": model.student.state_dict(),
                         "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
                         "rng": rng_state(), "history": history}, run_dir / CHECKPOINT)

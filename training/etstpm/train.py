@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, data
+from . import __version__, data, distributed
 from .backbone import FeatureExtractor
+from .distributed import SINGLE, Dist
 from .errors import ConfigError
 from .finetune import PROTOCOL_LEAKAGE_FREE, PROTOCOL_PAPER, FinetuneConfig, build_task, finetune, resolve_mode
 from .membank import MembankConfig, fit_bank
@@ -111,16 +112,35 @@ def train(cfg: TrainConfig) -> Path:
         raise RunError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     if cfg.resume and not (run_dir / "run.json").exists():
         raise RunError(f"--resume: no run to continue in {run_dir}")
+    ctx = distributed.from_env()
+    if not ctx.enabled:
+        return _train_logged(cfg, run_dir, device, SINGLE)
+    # torchrun: every rank has passed the checks above before rank 0 writes anything (barrier in setup's group
+    # creation and below); only rank 0 writes the run folder and its log.
+    device = distributed.setup(ctx, device)
+    if not ctx.is_main:
+        cfg = replace(cfg, progress=False)  # one progress display: rank 0's
+    try:
+        distributed.barrier(ctx)
+        if ctx.is_main:
+            return _train_logged(cfg, run_dir, device, ctx)
+        _train(cfg, run_dir, device, ctx)
+        return run_dir
+    finally:
+        distributed.shutdown()
+
+
+def _train_logged(cfg: TrainConfig, run_dir: Path, device: torch.device, ctx: Dist) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     handler = _attach_log(run_dir)
     try:
-        return _train(cfg, run_dir, device)
+        return _train(cfg, run_dir, device, ctx)
     finally:
         logging.getLogger("etstpm").removeHandler(handler)
         handler.close()
 
 
-def _train(cfg: TrainConfig, run_dir: Path, device: torch.device) -> Path:
+def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, ctx: Dist = SINGLE) -> Path:
     seed_everything(cfg.seed)
     if cfg.resume:
         meta = read_meta(run_dir)
@@ -150,6 +170,12 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device) -> Path:
         holdout = holdout[: max(1, cfg.max_train_images // 4)] if holdout else holdout
     meta["train_images"] = len(train_part)
     meta["holdout_images"] = [Path(s.path).name for s in holdout]
+    if ctx.enabled:
+        if cfg.method == "stpm" and len(train_part) < ctx.world:
+            raise ConfigError(f"{ctx.world} processes but only {len(train_part)} training images")
+        meta["distributed"] = {"world_size": ctx.world, "backend": "nccl" if device.type == "cuda" else "gloo",
+                               "global_batch_size": cfg.student.batch_size,
+                               "batchnorm": "SyncBatchNorm" if device.type == "cuda" else "GlobalBatchNorm2d"}
 
     # Teacher.
     if cfg.resume and (run_dir / TEACHER).is_file():
@@ -157,15 +183,21 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device) -> Path:
         teacher.load_state_dict(torch.load(run_dir / TEACHER, map_location="cpu", weights_only=True))
         teacher.to(device)
     else:
+        # Every rank fine-tunes the same way (same seed; the fine-tuning itself is not split), then takes rank 0's
+        # weights, so all ranks hold bit-identical teachers even where GPU kernels are not deterministic.
         teacher = _make_teacher(cfg, meta, train_part, device)
-        save_torch(teacher.state_dict(), run_dir / TEACHER)
-        meta["status"] = "student" if cfg.method == "stpm" else "membank"
-        write_meta(run_dir, meta)
+        distributed.broadcast_module(teacher, ctx)
+        if ctx.is_main:
+            save_torch(teacher.state_dict(), run_dir / TEACHER)
+            meta["status"] = "student" if cfg.method == "stpm" else "membank"
+            write_meta(run_dir, meta)
 
     if cfg.method == "membank":
-        _fit_membank(cfg, run_dir, meta, teacher, train_part, device)
+        _fit_membank(cfg, run_dir, meta, teacher, train_part, device, ctx)
     else:
-        _train_student(cfg, run_dir, meta, teacher, train_part, device)
+        _train_student(cfg, run_dir, meta, teacher, train_part, device, ctx)
+    if not ctx.is_main:
+        return run_dir  # rank 0 alone finishes the run folder and calibrates
     meta["status"] = "trained"
     meta["finished"] = _now()
     write_meta(run_dir, meta)
@@ -180,12 +212,15 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device) -> Path:
 
 
 def _fit_membank(cfg: TrainConfig, run_dir: Path, meta: dict, teacher: FeatureExtractor,
-                 train_part: list[data.Sample], device: torch.device) -> None:
+                 train_part: list[data.Sample], device: torch.device, ctx: Dist = SINGLE) -> None:
     """Memory bank of the training images' patch features (no training; a --resume simply refits it)."""
     seed_everything(cfg.seed)
     ds = data.AnomalyDataset(cfg.data, cfg.category, "train", cfg.image_size, samples=train_part)
     t0 = time.perf_counter()
-    bank, info = fit_bank(teacher, ds, cfg.membank, device, cfg.seed, show_progress=cfg.progress)
+    fitted = fit_bank(teacher, ds, cfg.membank, device, cfg.seed, show_progress=cfg.progress and ctx.is_main, ctx=ctx)
+    if fitted is None:
+        return  # not rank 0: its features went to rank 0
+    bank, info = fitted
     mb = cfg.membank
     save_torch({"bank": bank, "layers": list(mb.layers), "aggregate": mb.aggregate, "sigma": mb.sigma,
                 "score_top": mb.score_top, "score_border": mb.score_border}, run_dir / BANK)
@@ -203,7 +238,7 @@ def _fit_membank(cfg: TrainConfig, run_dir: Path, meta: dict, teacher: FeatureEx
 
 
 def _train_student(cfg: TrainConfig, run_dir: Path, meta: dict, teacher: FeatureExtractor,
-                   train_part: list[data.Sample], device: torch.device) -> None:
+                   train_part: list[data.Sample], device: torch.device, ctx: Dist = SINGLE) -> None:
     seed_everything(cfg.seed)
     student = FeatureExtractor().to(device)  # torchvision's default (random) initialisation
     model = ETSTPM(teacher, student).to(device)
@@ -222,7 +257,9 @@ def _train_student(cfg: TrainConfig, run_dir: Path, meta: dict, teacher: Feature
 
     t0 = time.perf_counter()
     history = train_student(model, train_ds, cfg.student, device, run_dir, cfg.seed, checkpoint=ckpt,
-                            on_epoch=on_epoch, show_progress=cfg.progress)
+                            on_epoch=on_epoch, show_progress=cfg.progress, ctx=ctx)
+    if not ctx.is_main:
+        return
     meta.setdefault("history", {})["student"] = history
     meta["epochs_done"] = len(history)
     walls = [h["wall_s"] for h in history]

@@ -6,10 +6,11 @@ import time
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from ..backbone import FeatureExtractor
+from ..distributed import SINGLE, Dist, batch_shard, gather_rows
 from .coreset import greedy_coreset
 from .features import PatchFeatures
 
@@ -61,11 +62,22 @@ def extract_patches(teacher: FeatureExtractor, dataset: Dataset, cfg: MembankCon
 
 
 def fit_bank(teacher: FeatureExtractor, dataset: Dataset, cfg: MembankConfig, device: torch.device, seed: int,
-             show_progress: bool = True) -> tuple[torch.Tensor, dict]:
-    """(bank [M, C], info) for the normal images of `dataset`."""
+             show_progress: bool = True, ctx: Dist = SINGLE) -> tuple[torch.Tensor, dict] | None:
+    """(bank [M, C], info) for the normal images of `dataset`.
+
+    Under torchrun (`ctx.enabled`) each rank extracts its whole batches (distributed.batch_shard), rank 0 gathers
+    them in order, so it holds the single-process feature matrix, and selects the bank; other ranks return None.
+    """
     cfg.validate()
     t0 = time.perf_counter()
-    feats = extract_patches(teacher, dataset, cfg, device, show_progress)
+    if ctx.enabled:
+        shard = Subset(dataset, list(batch_shard(len(dataset), cfg.batch_size, ctx)))
+        feats = gather_rows(extract_patches(teacher, shard, cfg, device, show_progress) if len(shard)
+                            else torch.empty(0, PatchFeatures(cfg.layers, cfg.aggregate).dim), ctx)
+        if feats is None:
+            return None
+    else:
+        feats = extract_patches(teacher, dataset, cfg, device, show_progress)
     t_feat = time.perf_counter() - t0
     m = bank_size(feats.shape[0], cfg)
     t1 = time.perf_counter()
