@@ -36,9 +36,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, default=256, help="images are resized to SIZE x SIZE")
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--lr", type=float, default=0.4, help="student SGD learning rate (peak, with --lr-schedule cosine)")
-    p.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine",
-                   help="student learning rate over the run: cosine decay to 0 (default, see docs/training.md) or "
-                        "the paper's constant rate")
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                   help="student learning rate over the run: the paper's constant rate, or a cosine decay to 0 "
+                        "(docs/results.md, 'STPM that converges', has the measurement)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")

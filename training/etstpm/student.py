@@ -33,9 +33,10 @@ class StudentConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     num_workers: int = 0
-    # Departure from the paper's constant rate (docs/training.md): "cosine" decays the rate to 0 over the run, so the
-    # last epoch's student is a converged one rather than one snapshot of a still-jumping trajectory.
-    schedule: str = "cosine"
+    # "constant" is the paper's rate. "cosine" decays it to 0 over the run (so the last epoch is a settled student, not
+    # one snapshot of a still-jumping trajectory); measured on grid it did not help, so it is an option, not the
+    # default (docs/results.md, "STPM that converges").
+    schedule: str = "constant"
     # Keep the frozen teacher's features of every training image after the first epoch (no augmentation, so they
     # never change): saves the teacher forward pass, about a quarter of each later epoch. None = when they fit in
     # TEACHER_CACHE_LIMIT bytes.
