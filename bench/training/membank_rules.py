@@ -76,10 +76,16 @@ def main() -> None:
         for k in (1, 3, 10):
             rules[f"patches border={border} top-k={k}"] = auroc(labels, defects,
                                                                  raw.topk(k, 1).values.mean(1).double().numpy())
+    # Where each image's largest patch distance lies: share within two patches of the grid's edge.
+    top = dist.flatten(1).argmax(1)
+    r, c = top // w, top % w
+    at_edge = ((r < 2) | (r >= h - 2) | (c < 2) | (c >= w - 2)).numpy()
+    edge = {"good": float(at_edge[labels == 0].mean()), "defective": float(at_edge[labels == 1].mean())}
     out = {"format": "etstpm-membank-rules/1", "kind": "membank-score",
            "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "run": str(a.run),
            "data": a.data, "category": a.category, "bank_size": (meta.get("membank") or {}).get("bank_size"),
-           "n_images": int(len(labels)), "n_good": int((labels == 0).sum()), "rules": rules}
+           "n_images": int(len(labels)), "n_good": int((labels == 0).sum()),
+           "max_patch_within_2_of_edge": edge, "rules": rules}
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(out, indent=2) + "\n")
     for name, r in rules.items():
