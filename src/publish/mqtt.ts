@@ -11,7 +11,8 @@ import type { Logger } from '../log';
 import type { CameraStatusSink, ResultSink } from '../pipeline/interfaces';
 import { CameraStatusMessage, RejectMessage, ResultMessage, topics } from './messages';
 
-export interface MqttOptions {
+/** Where and as whom an MQTT connection logs in: shared by the publisher and the Sparkplug edge node. */
+export interface MqttConnectionOptions {
   url: string;
   username: string;
   password: string;
@@ -19,9 +20,12 @@ export interface MqttOptions {
   cert: string;
   key: string;
   rejectUnauthorized: boolean;
-  topicPrefix: string;
   clientId: string;
   connectTimeoutMs: number;
+}
+
+export interface MqttOptions extends MqttConnectionOptions {
+  topicPrefix: string;
   /** 5 (default) or 4 = MQTT 3.1.1, for brokers without MQTT 5 such as the embedded aedes. */
   protocolVersion?: 4 | 5;
 }
@@ -40,7 +44,7 @@ export interface PublishCounters {
 }
 
 /** Username, password and TLS files as mqtt.js options (files read now); shared by every MQTT connection. */
-export function credentialOptions(o: { username?: string; password?: string; ca?: string; cert?: string; key?: string }): IClientOptions {
+export function credentialOptions(o: Pick<MqttConnectionOptions, 'username' | 'password' | 'ca' | 'cert' | 'key'>): IClientOptions {
   const out: IClientOptions = {};
   if (o.username) out.username = o.username;
   if (o.password) out.password = o.password;

@@ -14,20 +14,11 @@
 import mqtt, { IClientOptions, MqttClient } from 'mqtt';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Logger } from '../log';
-import { credentialOptions } from '../publish/mqtt';
+import { credentialOptions, MqttConnectionOptions } from '../publish/mqtt';
 import { decodePayload, encodePayload, Metric, MetricType, MetricValue } from './payload';
 import { sparkplugTopics, SparkplugTopics } from './topics';
 
-export interface SparkplugMqttOptions {
-  url: string;
-  username: string;
-  password: string;
-  ca: string;
-  cert: string;
-  key: string;
-  rejectUnauthorized: boolean;
-  clientId: string;
-  connectTimeoutMs: number;
+export interface SparkplugMqttOptions extends MqttConnectionOptions {
   /** Where the URL is printed in logs (credentials removed by the caller). */
   redactedUrl: string;
 }
