@@ -4,12 +4,11 @@
 // running, reports the fault on its camera status topic where it can, and resumes within seconds once the fault
 // clears. Topics and payloads are the contract in docs/mqtt.md.
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort, missing, tmpDir } from './helpers/env';
 import { CameraStatus, Harness, ResultMsg } from './helpers/harness';
-import { makeTestModel, ModelManifest } from './helpers/model';
+import { alwaysNgCopy, makeTestModel, ModelManifest } from './helpers/model';
 import { readRetained } from './helpers/mqtt-collector';
 import { sleep, waitFor } from './helpers/wait';
 
@@ -26,12 +25,7 @@ before(() => {
   if (skip) return;
   model = makeTestModel(join(models.dir, 'ok'), { size: 64 });
   // Same graph, decision threshold below every possible score: every frame is NG (exercises reject + snapshot).
-  cpSync(model.dir, join(models.dir, 'ng'), { recursive: true });
-  const m = JSON.parse(readFileSync(join(models.dir, 'ng', 'model.json'), 'utf8')) as ModelManifest;
-  m.threshold.raw = -1;
-  m.normalization = { ...m.normalization, threshold: -1, min: -1, max: 1 };
-  writeFileSync(join(models.dir, 'ng', 'model.json'), JSON.stringify(m, null, 2));
-  ngModel = { dir: join(models.dir, 'ng'), manifest: m };
+  ngModel = alwaysNgCopy(model.dir, join(models.dir, 'ng'));
 });
 after(() => models.remove());
 

@@ -4,13 +4,12 @@
 // rejects that cannot be written before their deadline are dropped and counted, never written late; the daemon
 // keeps scoring while the PLC is down, reports the link on /healthz, /metrics and the status topic, and resumes.
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Camera, Config } from './helpers/daemon';
 import { missing, REPO, tmpDir } from './helpers/env';
 import { CameraStatus, Harness, ResultMsg } from './helpers/harness';
-import { ModelManifest, readManifest } from './helpers/model';
+import { alwaysNgCopy, ModelManifest } from './helpers/model';
 import { missingPymodbus, ModbusPlc, Pulse } from './helpers/modbus-plc';
 import { waitFor } from './helpers/wait';
 
@@ -23,14 +22,7 @@ let ngModel: { dir: string; manifest: ModelManifest };
 
 before(() => {
   if (skip) return;
-  const dir = join(models.dir, 'ng');
-  cpSync(join(REPO, 'test', 'unit', 'fixtures', 'tiny-model'), dir, { recursive: true });
-  const f = join(dir, 'model.json');
-  const m = JSON.parse(readFileSync(f, 'utf8')) as ModelManifest;
-  m.threshold.raw = -1;
-  m.normalization = { ...m.normalization, threshold: -1, min: -1, max: 1 };
-  writeFileSync(f, JSON.stringify(m, null, 2));
-  ngModel = { dir, manifest: readManifest(dir) };
+  ngModel = alwaysNgCopy(join(REPO, 'test', 'unit', 'fixtures', 'tiny-model'), join(models.dir, 'ng'));
 });
 after(() => models.remove());
 

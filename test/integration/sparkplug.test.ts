@@ -3,13 +3,13 @@
 // Births, data, aliases, seq order and wrap, rebirth on NCMD, DDEATH on camera removal (SIGHUP), bdSeq pairing
 // of NBIRTH and the broker-sent NDEATH across a killed connection and a broker restart, and the primary host's STATE.
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Camera } from './helpers/daemon';
 import { missing, REPO, tmpDir } from './helpers/env';
 import { Harness, ResultMsg } from './helpers/harness';
-import { ModelManifest, readManifest } from './helpers/model';
+import { alwaysNgCopy, ModelManifest } from './helpers/model';
 import { metric, SparkplugHost, SpMessage, stopAllHosts } from './helpers/sparkplug-host';
 import { TcpProxy } from './helpers/tcp-proxy';
 import { waitFor } from './helpers/wait';
@@ -24,14 +24,7 @@ let ngModel: { dir: string; manifest: ModelManifest };
 before(() => {
   if (skip) return;
   // The committed tiny model with its threshold below every score: every frame is NG (verdict and NG count move).
-  const dir = join(models.dir, 'ng');
-  cpSync(join(REPO, 'test', 'unit', 'fixtures', 'tiny-model'), dir, { recursive: true });
-  const f = join(dir, 'model.json');
-  const m = JSON.parse(readFileSync(f, 'utf8')) as ModelManifest;
-  m.threshold.raw = -1;
-  m.normalization = { ...m.normalization, threshold: -1, min: -1, max: 1 };
-  writeFileSync(f, JSON.stringify(m, null, 2));
-  ngModel = { dir, manifest: readManifest(dir) };
+  ngModel = alwaysNgCopy(join(REPO, 'test', 'unit', 'fixtures', 'tiny-model'), join(models.dir, 'ng'));
 });
 after(async () => {
   await stopAllHosts();

@@ -40,6 +40,17 @@ export function sha256File(file: string): string {
   return createHash('sha256').update(readFileSync(file)).digest('hex');
 }
 
+/** Copy of `src` whose decision threshold lies below every possible score: every frame is NG (rejects, snapshots). */
+export function alwaysNgCopy(src: string, dst: string): { dir: string; manifest: ModelManifest } {
+  cpSync(src, dst, { recursive: true });
+  const f = join(dst, 'model.json');
+  const m = readManifest(dst);
+  m.threshold.raw = -1;
+  m.normalization = { ...m.normalization, threshold: -1, min: -1, max: 1 };
+  writeFileSync(f, JSON.stringify(m, null, 2));
+  return { dir: dst, manifest: readManifest(dst) };
+}
+
 /** Copy of `src` whose model.onnx no longer matches the sha256 in model.json (one weight byte flipped). */
 export function sha256MismatchCopy(src: string, dst: string): string {
   cpSync(src, dst, { recursive: true });
