@@ -7,6 +7,8 @@
 #   bench/training/run_all.sh            -> the cells that produced the committed results
 #   bench/training/run_all.sh more       -> cells planned but not run here for lack of CPU time
 #   bench/training/run_all.sh membank    -> memory bank (ImageNet and ET teachers) on the four shared datasets
+#   bench/training/run_all.sh bank       -> memory bank: bank size and width (PCA, random projection) against quality
+#                                           on the four datasets (bench/training/membank_bank.py; variants/*-bank*.json)
 #   bench/training/run_all.sh converge   -> STPM, cosine against constant learning rate, 30 epochs, seeds 0 and 1
 #   bench/training/run_all.sh int8       -> INT8 (both --int8 targets) against float32 of the same runs: quality and
 #                                           onnxruntime speed (bench/training/int8_quality.py, onnx_speed.py)
@@ -71,6 +73,38 @@ membank() {
   cell grid-membank-et      "${grid[@]}"  0 rotation --method membank
   cell screw-membank-et     "${screw[@]}" 0 rotation --method membank
   cell hazelnut-membank-et  "${hazel[@]}" 0 rotation --method membank
+}
+# Bank size and width against quality (docs/results.md, "Bank size and width"). Features are cached per dataset in
+# $RUNS/bank-cache; sizes are given as they were when measured (the default ratio was 1 % then: 7,014 rows on MTD).
+bank() {
+  local py=.venv/bin/python v=bench/results/variants c=${RUNS:-/work/runs}/bank-cache
+  local w=${WEIGHTS:-$shared/weights/resnet18_imagenet1k_v1_bnfolded_conv1-layer3_fc.pth}
+  mb() { nice -n 5 "$py" bench/training/membank_bank.py --weights "$w" "$@" || echo "FAILED: membank_bank $*" >&2; }
+  mb --data "${mtd[0]}" --category magnetic_tile --cache "$c/mtd" --json "$v/mtd-membank-bank.json" \
+    --sizes 1024 2048 3072 4096 7014 --dims 0 192 128 64
+  mb --data "${mtd[0]}" --category magnetic_tile --cache "$c/mtd" --json "$v/mtd-membank-bank-large.json" \
+    --sizes 7014 14028 21042 35070 --dims 128 192
+  mb --data "${mtd[0]}" --category magnetic_tile --cache "$c/mtd" --json "$v/mtd-membank-bank-narrow.json" \
+    --ratios 0.02 0.03 --dims 96 64
+  mb --data "${mtd[0]}" --category magnetic_tile --cache "$c/mtd" --json "$v/mtd-membank-bank-random.json" \
+    --ratios 0.01 0.02 0.03 --dims 128 96 --projection random
+  mb --data "${screw[0]}" --category screw --cache "$c/screw" --json "$v/screw-membank-bank.json" \
+    --ratios 0.01 0.02 0.03 --dims 0 128 96 64
+  mb --data "${screw[0]}" --category screw --cache "$c/screw" --json "$v/screw-membank-bank-mid.json" \
+    --ratios 0.02 --dims 304 152
+  mb --data "${screw[0]}" --category screw --cache "$c/screw" --json "$v/screw-membank-bank-random.json" \
+    --ratios 0.01 0.02 0.03 --dims 128 96 --projection random
+  local d
+  for d in grid hazelnut_toy; do
+    local root=${grid[0]}
+    [ "$d" = hazelnut_toy ] && root=${hazel[0]}
+    mb --data "$root" --category "$d" --cache "$c/$d" --json "$v/$d-membank-bank.json" \
+      --ratios 0.01 0.02 0.03 --dims 0 128 96 64
+    mb --data "$root" --category "$d" --cache "$c/$d" --json "$v/$d-membank-bank-floor.json" \
+      --sizes 2048 4096 8192 16384 --dims 0 128
+    mb --data "$root" --category "$d" --cache "$c/$d" --json "$v/$d-membank-bank-random.json" \
+      --sizes 2048 8192 --dims 192 128 --projection random
+  done
 }
 # Does the student converge? Cosine decay against the paper's constant rate (the default), two seeds.
 converge() {

@@ -20,6 +20,19 @@ def _positive_int(s: str) -> int:
     return v
 
 
+def _feature_dim(s: str) -> int | None:
+    """--feature-dim: 'auto' -> None, else a width >= 0 (0 = full)."""
+    if s == "auto":
+        return None
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be auto or a width >= 0, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be auto or a width >= 0, got {v}")
+    return v
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="fit a detector (memory bank, or ET-STPM student) and calibrate it "
                                     "(writes a run folder)",
@@ -67,6 +80,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="share of all training patches kept in the bank (greedy k-center coreset)")
     g.add_argument("--coreset-min", type=_positive_int, default=MembankConfig.coreset_min,
                    help="smallest bank size (a small training set keeps this many patches, or all it has)")
+    g.add_argument("--feature-dim", type=_feature_dim, default=None, metavar="auto|0|N",
+                   help="bank width: auto (default) = the full width unless bank rows x width would exceed "
+                        "--nn-budget, then the widest PCA of the training patches that fits; 0 = always full; "
+                        "N = a PCA to N dimensions (docs/results.md, 'Bank size and width')")
+    g.add_argument("--nn-budget", type=_positive_int, default=MembankConfig.nn_budget,
+                   help="multiply-adds a patch may spend on the nearest-neighbour search under --feature-dim auto")
     g.add_argument("--smooth-sigma", type=float, default=MembankConfig.sigma,
                    help="Gaussian smoothing of the anomaly map, in pixels (0 = none)")
     g.add_argument("--score-border", type=int, default=MembankConfig.score_border,
@@ -93,7 +112,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
     membank = MembankConfig(layers=tuple(a.feature_layers), aggregate=a.aggregate, coreset_ratio=a.coreset_ratio,
                             coreset_min=a.coreset_min, sigma=a.smooth_sigma, score_top=a.score_top,
-                            score_border=a.score_border)
+                            score_border=a.score_border, feature_dim=a.feature_dim,
+                            nn_budget=a.nn_budget)
     try:
         membank.validate()
     except ValueError as e:

@@ -61,22 +61,36 @@ def sha256_file(path: Path) -> str:
 
 
 def bank_to_float16(proto: onnx.ModelProto) -> int:
-    """Store every float32 initializer that feeds a MatMul (the memory bank; convolutions use Conv) as float16,
-    cast back to float32 at run time; the arithmetic stays float32. Returns the number of initializers converted."""
+    """Store every float32 constant that feeds a MatMul (the memory bank and its projection; convolutions use Conv)
+    as float16, cast back to float32 at run time; the arithmetic stays float32. The exporter leaves such a constant
+    as an initializer or, once folded, as a Constant node; both are handled. Returns the number converted."""
     g = proto.graph
     by_name = {t.name: t for t in g.initializer}
-    matmul_inputs = {i for n in g.node if n.op_type == "MatMul" for i in n.input if i in by_name}
+    const_nodes = {n.output[0]: n for n in g.node if n.op_type == "Constant" and n.attribute
+                   and n.attribute[0].name == "value"}
+    matmul_inputs = {i for n in g.node if n.op_type == "MatMul" for i in n.input}
     converted = 0
     for name in sorted(matmul_inputs):
-        t = by_name[name]
-        if t.data_type != onnx.TensorProto.FLOAT:
+        if name in by_name:
+            t = by_name[name]
+            if t.data_type != onnx.TensorProto.FLOAT:
+                continue
+            half = numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), name=f"{name}_fp16")
+            g.initializer.remove(t)
+            g.initializer.append(half)
+            at = 0
+        elif name in const_nodes:
+            node = const_nodes[name]
+            t = node.attribute[0].t
+            if t.data_type != onnx.TensorProto.FLOAT:
+                continue
+            node.attribute[0].t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16)))
+            node.output[0] = f"{name}_fp16"
+            at = list(g.node).index(node) + 1
+        else:
             continue
-        arr = numpy_helper.to_array(t).astype(np.float16)
-        half = numpy_helper.from_array(arr, name=f"{name}_fp16")
-        g.initializer.remove(t)
-        g.initializer.append(half)
-        g.node.insert(0, onnx.helper.make_node("Cast", [half.name], [name], to=onnx.TensorProto.FLOAT,
-                                               name=f"{name}_to_fp32"))
+        g.node.insert(at, onnx.helper.make_node("Cast", [f"{name}_fp16"], [name], to=onnx.TensorProto.FLOAT,
+                                                name=f"{name}_to_fp32"))
         converted += 1
     return converted
 
@@ -122,10 +136,12 @@ def _load_metrics(run_dir: Path, metrics_path: str | None) -> dict | None:
 
 def _membank_manifest(meta: dict, bank_fp16: bool) -> dict:
     mb = meta.get("membank") or {}
+    width = mb.get("feature_width", mb.get("dim"))  # runs fitted before projections existed: full width
     return {"bank_size": mb.get("bank_size"), "dim": mb.get("dim"), "layers": mb.get("layers"),
             "aggregate": mb.get("aggregate"), "sigma": mb.get("sigma"), "score_top": mb.get("score_top", 0.0),
             "score_border": mb.get("score_border", 0),
-            "coreset_ratio": mb.get("coreset_ratio"),
+            "coreset_ratio": mb.get("coreset_ratio"), "feature_width": width,
+            "projection": "pca" if width != mb.get("dim") else None,
             "patches": mb.get("patches"), "bank_dtype": "float16" if bank_fp16 else "float32"}
 
 

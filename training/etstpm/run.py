@@ -92,7 +92,7 @@ def load_bank(run_dir: Path, teacher: FeatureExtractor) -> nn.Module:
     saved = torch.load(path, map_location="cpu", weights_only=True)
     return MemoryBankModel(teacher, saved["bank"], layers=tuple(saved["layers"]), aggregate=int(saved["aggregate"]),
                            sigma=float(saved["sigma"]), score_top=float(saved.get("score_top", 0.0)),
-                           score_border=int(saved.get("score_border", 0)))
+                           score_border=int(saved.get("score_border", 0)), projection=saved.get("projection"))
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:

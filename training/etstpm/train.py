@@ -220,14 +220,16 @@ def _fit_membank(cfg: TrainConfig, run_dir: Path, meta: dict, teacher: FeatureEx
     fitted = fit_bank(teacher, ds, cfg.membank, device, cfg.seed, show_progress=cfg.progress and ctx.is_main, ctx=ctx)
     if fitted is None:
         return  # not rank 0: its features went to rank 0
-    bank, info = fitted
+    info = fitted.info
     mb = cfg.membank
-    save_torch({"bank": bank, "layers": list(mb.layers), "aggregate": mb.aggregate, "sigma": mb.sigma,
-                "score_top": mb.score_top, "score_border": mb.score_border}, run_dir / BANK)
+    save_torch({"bank": fitted.bank, "projection": fitted.projection, "layers": list(mb.layers),
+                "aggregate": mb.aggregate, "sigma": mb.sigma, "score_top": mb.score_top,
+                "score_border": mb.score_border}, run_dir / BANK)
     meta["membank"] = info | {"layers": list(mb.layers), "aggregate": mb.aggregate, "sigma": mb.sigma,
                               "score_top": mb.score_top, "score_border": mb.score_border,
                               "coreset_ratio": mb.coreset_ratio, "coreset_min": mb.coreset_min,
-                              "proj_dim": mb.proj_dim}
+                              "proj_dim": mb.proj_dim, "feature_dim": mb.feature_dim,
+                              "nn_budget": mb.nn_budget}
     meta.setdefault("wall_time_s", {})["membank"] = round(time.perf_counter() - t0, 3)
     meta["epochs_done"] = 0
     msg = (f"memory bank: {info['bank_size']} of {info['patches']} patches, dim {info['dim']} "

@@ -117,7 +117,7 @@ def test_membank_run_is_calibrated_and_separates_real_defects(hazelnut_bank_run:
     assert isinstance(model, MemoryBankModel) and meta["method"] == "membank" and meta["finetune"] == "none"
     mb = meta["membank"]
     # 28 train/good images, 3 held out, 25 fitted at 128 px -> 16x16 patches each.
-    assert mb["patches"] == 25 * 16 * 16 and mb["bank_size"] == 256 and mb["dim"] == 384
+    assert mb["patches"] == 25 * 16 * 16 and mb["bank_size"] == 256 and mb["dim"] == 384  # 256 x 384 within budget
     assert meta["calibration"]["threshold"]["raw"] > 0
     out = tmp_path / "eval.json"
     assert main(["evaluate", "--run", str(hazelnut_bank_run), "--data", str(hazelnut_root), "--category",
@@ -160,3 +160,63 @@ def test_membank_export_matches_pytorch_and_fp16_bank_halves_it(hazelnut_bank_ru
 def test_fp16_bank_needs_a_bank(tiny_run, tmp_path: Path, capsys) -> None:
     assert main(["export", "--run", str(tiny_run[0]), "--out", str(tmp_path / "o"), "--bank-fp16"]) == 2
     assert "has no memory bank" in capsys.readouterr().err
+
+
+def test_projected_bank_measures_distance_between_projections() -> None:
+    from etstpm.backbone import FeatureExtractor
+    from etstpm.membank.fit import pca_directions
+
+    torch.manual_seed(0)
+    # Patches that vary along 16 directions only: a 16-wide PCA keeps every distance.
+    basis = torch.linalg.qr(torch.randn(384, 16)).Q
+    feats = torch.randn(3000, 16) @ basis.t() + 5.0
+    proj = pca_directions(feats, 16)
+    assert proj.shape == (384, 16) and torch.allclose(proj.t() @ proj, torch.eye(16), atol=1e-4)
+    bank = feats[:500]
+    model = MemoryBankModel(FeatureExtractor(), bank @ proj, projection=proj).eval()
+    f = (torch.randn(2 * 9, 16) @ basis.t() + 5.0).view(2, 3, 3, 384).permute(0, 3, 1, 2)
+    want = torch.cdist(f.flatten(2).transpose(1, 2), bank).amin(-1).view(2, 1, 3, 3)
+    assert torch.allclose(model.patch_distances(f), want, atol=2e-3)
+    with pytest.raises(ValueError, match=r"projection must be \[384, D\]"):
+        MemoryBankModel(FeatureExtractor(), bank @ proj, projection=proj[:100])
+    with pytest.raises(ValueError, match=r"bank must be \[M, 16\]"):
+        MemoryBankModel(FeatureExtractor(), bank, projection=proj)
+    with pytest.raises(ValueError, match="wider than the patch features"):
+        MembankConfig(feature_dim=400).validate()
+
+
+def test_auto_width_keeps_the_search_within_its_budget() -> None:
+    from etstpm.membank.fit import bank_width
+
+    cfg = MembankConfig()  # auto width, 1M multiply-adds a patch
+    assert bank_width(2048, 384, cfg) == 384  # a small bank keeps every dimension (2048 x 384 = 0.79M)
+    assert bank_width(14029, 384, cfg) == 71  # MTD's 2 % bank: 1M // 14029
+    assert bank_width(10 ** 6, 384, cfg) == 32  # never narrower than 32
+    assert bank_width(14029, 384, MembankConfig(feature_dim=0)) == 384  # 0 = always full
+    assert bank_width(2048, 384, MembankConfig(feature_dim=96)) == 96
+    with pytest.raises(ValueError, match="budget must be >= 1"):
+        MembankConfig(nn_budget=0).validate()
+
+
+def test_projected_bank_run_exports_with_the_projection(weights_file: Path, hazelnut_root: Path,
+                                                         tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from etstpm.data import AnomalyDataset, to_tensor
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(hazelnut_root), "--category", "hazelnut_toy", "--weights", str(weights_file),
+                 "--out", str(run), "--method", "membank", "--image-size", "64", "--coreset-min", "128",
+                 "--feature-dim", "96", "--no-progress"]) == 0
+    model, meta = load_run(run)
+    assert meta["membank"]["dim"] == 96 and meta["membank"]["feature_width"] == 384
+    assert model.bank.shape == (128, 96) and model.projection.shape == (384, 96)
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "m")]) == 0
+    man = json.loads((tmp_path / "m" / "model.json").read_text())["membank"]
+    assert man["dim"] == 96 and man["projection"] == "pca" and man["feature_width"] == 384
+    ds = AnomalyDataset(hazelnut_root, "hazelnut_toy", "test", 64)
+    frames = np.stack([ds.rgb(i) for i in range(3)])
+    with torch.no_grad():
+        _, want = model(torch.stack([to_tensor(f) for f in frames]))
+    sess = ort.InferenceSession(str(tmp_path / "m" / "model.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"frames": frames})[1], want.numpy(), rtol=1e-4, atol=1e-4)

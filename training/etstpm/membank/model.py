@@ -1,7 +1,9 @@
 """Memory-bank detector: teacher pyramid -> patch features -> distance to the nearest bank entry -> map and score.
 
-The nearest-neighbour step is written as matrix products (||f||^2 - 2 f.B^T + ||B||^2, then a minimum over the bank,
-in chunks of the bank), so it exports to ONNX as MatMul + ReduceMin and runs as one GEMM per chunk in onnxruntime.
+The nearest-neighbour step is one matrix product per chunk of the bank: each patch vector gets a trailing 1 and the
+bank is kept as [-2 B | ||B||^2], so the product is ||B||^2 - 2 f.B^T directly and a minimum over the bank (plus
+||f||^2) is the squared distance. It exports to ONNX as MatMul + ReduceMin with no elementwise pass over the
+[patches x bank] block (that pass cost 10 % of a frame in onnxruntime: docs/results.md, "Bank size and width").
 """
 from __future__ import annotations
 
@@ -52,14 +54,26 @@ class MemoryBankModel(nn.Module):
     """
 
     def __init__(self, teacher: FeatureExtractor, bank: torch.Tensor, layers: tuple[str, ...] = ("layer2", "layer3"),
-                 aggregate: int = 3, sigma: float = 4.0, score_top: float = 0.0, score_border: int = 2) -> None:
+                 aggregate: int = 3, sigma: float = 4.0, score_top: float = 0.0, score_border: int = 2,
+                 projection: torch.Tensor | None = None) -> None:
         super().__init__()
         self.teacher = freeze(teacher)
         self.patches = PatchFeatures(layers, aggregate)
-        if bank.ndim != 2 or bank.shape[1] != self.patches.dim:
-            raise ValueError(f"bank must be [M, {self.patches.dim}] for layers {layers}, got {list(bank.shape)}")
+        width = self.patches.dim
+        if projection is not None:
+            if projection.ndim != 2 or projection.shape[0] != self.patches.dim:
+                raise ValueError(f"projection must be [{self.patches.dim}, D] for layers {layers}, "
+                                 f"got {list(projection.shape)}")
+            width = projection.shape[1]
+        # The bank lives in the projected space when there is a projection (fit.py: PCA of the training patches).
+        self.register_buffer("projection", None if projection is None else projection.float().contiguous())
+        if bank.ndim != 2 or bank.shape[1] != width:
+            raise ValueError(f"bank must be [M, {width}] for layers {layers}"
+                             f"{' and the projection' if projection is not None else ''}, got {list(bank.shape)}")
         self.register_buffer("bank", bank.float().contiguous())
-        self.register_buffer("bank_sq", (self.bank * self.bank).sum(1))
+        # [D + 1, M]: the product with [f | 1] is ||b||^2 - 2 f.b (module docstring).
+        self.register_buffer("bank_aug", torch.cat([-2.0 * self.bank, (self.bank * self.bank).sum(1, keepdim=True)],
+                                                   dim=1).t().contiguous(), persistent=False)
         self.blur = GaussianBlur(sigma)
         if not 0.0 <= score_top <= 1.0:
             raise ValueError(f"score_top must be in [0, 1], got {score_top}")
@@ -81,12 +95,13 @@ class MemoryBankModel(nn.Module):
         """[N, C, h, w] patch features -> [N, 1, h, w] Euclidean distance to the nearest bank entry."""
         n, c, h, w = f.shape
         q = f.flatten(2).transpose(1, 2)  # [N, hw, C]
+        if self.projection is not None:
+            q = torch.matmul(q, self.projection)  # [N, hw, D]
         q_sq = (q * q).sum(-1)  # [N, hw]
+        qa = torch.cat([q, torch.ones_like(q[..., :1])], dim=-1)  # [N, hw, D + 1]
         best = None
-        for s in range(0, self.bank.shape[0], BANK_CHUNK):
-            b = self.bank[s:s + BANK_CHUNK]
-            d = self.bank_sq[s:s + BANK_CHUNK] - 2.0 * torch.matmul(q, b.t())  # [N, hw, chunk]
-            m = d.amin(dim=-1)
+        for s in range(0, self.bank_aug.shape[1], BANK_CHUNK):
+            m = torch.matmul(qa, self.bank_aug[:, s:s + BANK_CHUNK]).amin(dim=-1)  # [N, hw, chunk] -> [N, hw]
             best = m if best is None else torch.minimum(best, m)
         d2 = (best + q_sq).clamp_min(0.0)
         return d2.sqrt().view(n, 1, h, w)
