@@ -5,7 +5,7 @@
 # (--holdout 0.5 of 1000, --frr 0.002): a 1 % target estimated from 100 images let 3 of 100 test goods through as NG
 # (the normal scores' tail is longer than 100 samples show), and the demo must stay at or under 1 % live.
 # Needs: scripts/install-deps.sh all, and ImageNet ResNet-18 weights (WEIGHTS=imagenet downloads them;
-# default: ../shared/weights/... where present). Takes a few minutes on 2 CPU cores.
+# default: ../shared/weights/... where present). Takes about 2.5 minutes on 2 idle CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${WORK:-/tmp/etstpm-demo}"
