@@ -32,7 +32,7 @@ from etstpm import data, metrics
 from etstpm.backbone import FeatureExtractor
 from etstpm.membank import MembankConfig
 from etstpm.membank.coreset import greedy_coreset
-from etstpm.membank.fit import bank_size, extract_patches
+from etstpm.membank.fit import bank_size, extract_patches, pca_directions
 from etstpm.membank.model import GaussianBlur
 from etstpm.weights import load_resnet18
 
@@ -84,17 +84,6 @@ def cached_coreset(a: argparse.Namespace, feats: torch.Tensor, m: int,
     s = time.perf_counter() - t0
     torch.save({"idx": idx, "s": s}, path)
     return idx, {"picks": m, "s": round(s, 1)}
-
-
-def pca(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """[C, dim] principal directions of x's rows (covariance from float64 sums, in chunks)."""
-    mean = x.mean(0, dtype=torch.float64)
-    cov = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
-    for s in range(0, x.shape[0], 1 << 16):
-        c = x[s:s + (1 << 16)].double() - mean
-        cov += c.t() @ c
-    _, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues
-    return vecs[:, -dim:].flip(1).float().contiguous()
 
 
 def random_directions(width: int, dim: int, seed: int) -> torch.Tensor:
@@ -165,8 +154,10 @@ def main() -> None:
     cells = []
     for dim in a.dims:
         proj = None
-        if 0 < dim < train.shape[1]:
-            proj = pca(train, dim) if a.projection == "pca" else random_directions(train.shape[1], dim, a.seed)
+        if 0 < dim < train.shape[1] and a.projection == "pca":
+            proj = pca_directions(train, dim)
+        elif 0 < dim < train.shape[1]:
+            proj = random_directions(train.shape[1], dim, a.seed)
         q = test if proj is None else test @ proj
         for m in sizes:
             bank = train[idx[:m]]
