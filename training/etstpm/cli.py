@@ -52,6 +52,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                    help="student learning rate over the run: the paper's constant rate, or a cosine decay to 0 "
                         "(docs/results.md, 'STPM that converges', has the measurement)")
+    p.add_argument("--ema-epochs", type=float, default=0.0,
+                   help="stpm: save an exponential moving average of the student's weights with this half-life in "
+                        "epochs instead of the last step's (0 = off, the paper)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
@@ -123,6 +126,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         image_size=a.image_size, seed=a.seed,
         device=a.device, holdout=a.holdout, max_train_images=a.max_train_images,
         student=StudentConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, schedule=a.lr_schedule,
+                              ema_epochs=a.ema_epochs,
                               num_workers=a.workers,
                               cache_teacher=False if a.no_teacher_cache else None),
         finetune=FinetuneConfig(mode=a.finetune, head_epochs=a.finetune_head_epochs,

@@ -18,6 +18,8 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .distributed import SINGLE, Dist, RankBatchSampler
+from .ema import WeightAverage
+from .errors import ConfigError
 from .loss import STPMLoss
 from .model import ETSTPM
 from .run import CHECKPOINT, save_torch
@@ -37,6 +39,9 @@ class StudentConfig:
     # one snapshot of a still-jumping trajectory); measured on grid it did not help, so it is an option, not the
     # default (docs/results.md, "STPM that converges").
     schedule: str = "constant"
+    # > 0: the saved student is an exponential moving average of its weights with this half-life in epochs
+    # (etstpm/ema.py), not the last step's weights. 0 = off (the paper).
+    ema_epochs: float = 0.0
     # Keep the frozen teacher's features of every training image after the first epoch (no augmentation, so they
     # never change): saves the teacher forward pass, about a quarter of each later epoch. None = when they fit in
     # TEACHER_CACHE_LIMIT bytes.
@@ -122,6 +127,9 @@ def train_student(
         # BatchNorm statistics over the whole global batch, as one process computes them.
         model.student = distributed.global_batchnorm(model.student, device)
     optimizer = make_optimizer(model, cfg)
+    n_images = len(dataset)
+    steps = math.ceil(n_images / cfg.batch_size)  # global steps per epoch (the schedule's unit)
+    ema = WeightAverage(model.student, cfg.ema_epochs * steps) if cfg.ema_epochs > 0 else None
     generator = torch.Generator().manual_seed(seed)
     history: list[dict] = []
     start = 0
@@ -132,14 +140,16 @@ def train_student(
         set_rng_state(checkpoint["rng"])
         history = list(checkpoint["history"])
         start = int(checkpoint["epoch"])
+        if ema is not None:
+            if checkpoint.get("ema") is None:
+                raise ConfigError("--ema-epochs on a run trained without it: an average cannot start mid-run")
+            ema.load_state_dict(checkpoint["ema"])
     use_cache = cfg.cache_teacher
     if use_cache is None:
         size = int(dataset[0]["image"].shape[-1])
         use_cache = teacher_cache_bytes(len(dataset), size) <= TEACHER_CACHE_LIMIT
     cache = TeacherFeatureCache() if use_cache else None
     log.info("teacher feature cache: %s", "on" if use_cache else "off")
-    n_images = len(dataset)
-    steps = math.ceil(n_images / cfg.batch_size)  # global steps per epoch (the schedule's unit)
     if ctx.enabled:
         loader = DataLoader(dataset, batch_sampler=RankBatchSampler(n_images, cfg.batch_size, ctx, generator),
                             generator=generator, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
@@ -175,6 +185,8 @@ def train_student(
                 else:
                     loss.backward()
                 optimizer.step()
+                if ema is not None:
+                    ema.update(model.student)
                 loss_sum += loss.item() * len(x)
                 n += len(x)
                 bar.update(1)
@@ -187,7 +199,8 @@ def train_student(
                 continue
             save_torch({"epoch": epoch + 1, "student": model.student.state_dict(),
                         "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                        "rng": rng_state(), "history": history}, run_dir / CHECKPOINT)
+                        "rng": rng_state(), "history": history,
+                        "ema": ema.state_dict() if ema is not None else None}, run_dir / CHECKPOINT)
             msg = f"student epoch {epoch + 1}/{cfg.epochs}: loss {rec['loss']:.5f}, {rec['wall_s']:.1f} s"
             log.info(msg)
             if show_progress:
@@ -196,5 +209,7 @@ def train_student(
                 on_epoch(rec)
     finally:
         bar.close()
+    if ema is not None:
+        model.student.load_state_dict(ema.averaged(model.student))  # the checkpoint keeps the raw weights
     model.eval()
     return history

@@ -108,6 +108,8 @@ def train(cfg: TrainConfig) -> Path:
         raise ConfigError(f"--holdout must be in [0, 1), got {cfg.holdout}")
     if not 0.0 <= cfg.frr < 1.0:
         raise ConfigError(f"--frr must be in [0, 1), got {cfg.frr}")
+    if cfg.student.ema_epochs < 0:
+        raise ConfigError(f"--ema-epochs must be >= 0 (0 = off), got {cfg.student.ema_epochs}")
     if run_dir.exists() and (run_dir / "run.json").exists() and not cfg.resume:
         raise RunError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
     if cfg.resume and not (run_dir / "run.json").exists():

@@ -1,6 +1,7 @@
 """Loss and anomaly map follow the paper's formulas (checked against direct per-position computations)."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from etstpm.anomaly_map import AnomalyMapGenerator
@@ -66,3 +67,30 @@ def test_model_outputs_and_frozen_teacher() -> None:
     # same weights in teacher and student -> zero anomaly everywhere
     same = ETSTPM(model.teacher, model.teacher).eval()
     assert float(same(x)[0].abs().max()) < 1e-5
+
+
+def test_weight_average_is_the_bias_corrected_ema_of_every_step() -> None:
+    from torch import nn
+
+    from etstpm.ema import WeightAverage
+
+    net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    avg = WeightAverage(net, half_life_steps=1.0)  # decay 0.5
+    seen = []
+    for v in (1.0, 3.0, 5.0):
+        with torch.no_grad():
+            net[0].weight.fill_(v)
+            net[1].running_mean.fill_(v)
+        net[1].num_batches_tracked.fill_(int(v))
+        avg.update(net)
+        seen.append(v)
+    state = avg.averaged(net)
+    want = (0.25 * 1 + 0.5 * 3 + 1.0 * 5) / (0.25 + 0.5 + 1.0)  # weights decay^(t-i), normalised
+    assert torch.allclose(state["0.weight"], torch.full((2, 2), want))
+    assert torch.allclose(state["1.running_mean"], torch.full((2,), want))
+    assert int(state["1.num_batches_tracked"]) == 5  # integers are taken as they are
+    again = WeightAverage(net, half_life_steps=1.0)
+    again.load_state_dict(avg.state_dict())
+    assert torch.equal(again.averaged(net)["0.weight"], state["0.weight"])
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(net, half_life_steps=2.0).load_state_dict(avg.state_dict())

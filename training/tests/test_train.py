@@ -226,3 +226,25 @@ def test_bad_training_image_fails_before_training(tmp_path: Path, weights_file: 
                "--out", str(tmp_path / "r"), "--image-size", "32", "--no-progress"])
     assert rc == 2 and "unreadable image" in capsys.readouterr().err
     assert not (tmp_path / "r" / "teacher.pt").exists()  # nothing was trained
+
+
+def test_ema_student_is_saved_averaged_and_resumes(weights_file: Path, grid_root: Path, tmp_path: Path,
+                                                   capsys) -> None:
+    base = ["train", "--data", str(grid_root), "--category", "grid", "--weights", str(weights_file), "--method",
+            "stpm", "--image-size", str(TINY_SIZE), "--no-progress", "--no-calibrate"]
+    run = tmp_path / "ema"
+    assert main(base + ["--out", str(run), "--epochs", "2", "--ema-epochs", "1"]) == 0
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    saved = torch.load(run / "student.pt", weights_only=True)
+    assert ckpt["ema"] is not None and ckpt["ema"]["mass"] > 0
+    key = "layer1.0.conv1.weight"
+    # student.pt is the average, the checkpoint keeps the raw weights (to continue the trajectory).
+    assert not torch.equal(saved[key], ckpt["student"][key])
+    assert torch.allclose(saved[key], ckpt["ema"]["avg"][key] / ckpt["ema"]["mass"])
+    assert main(base + ["--out", str(run), "--epochs", "3", "--ema-epochs", "1", "--resume"]) == 0
+    assert json.loads((run / "run.json").read_text())["epochs_done"] == 3
+    plain = tmp_path / "plain"
+    assert main(base + ["--out", str(plain), "--epochs", "1"]) == 0
+    assert main(base + ["--out", str(plain), "--epochs", "2", "--ema-epochs", "1", "--resume"]) == 2
+    assert "cannot start mid-run" in capsys.readouterr().err
+    assert main(base + ["--out", str(tmp_path / "bad"), "--epochs", "1", "--ema-epochs", "-1"]) == 2
