@@ -9,7 +9,8 @@
 #   bench/training/run_all.sh membank    -> memory bank (ImageNet and ET teachers) on the four shared datasets
 #   bench/training/run_all.sh bank       -> memory bank: bank size and width (PCA, random projection) against quality
 #                                           on the four datasets (bench/training/membank_bank.py; variants/*-bank*.json)
-#   bench/training/run_all.sh converge   -> STPM, cosine against constant learning rate, 30 epochs, seeds 0 and 1
+#   bench/training/run_all.sh converge   -> STPM, cosine against constant learning rate and a weight average (EMA),
+#                                           30 epochs, seeds 0 and 1
 #   bench/training/run_all.sh int8       -> INT8 (both --int8 targets) against float32 of the same runs: quality and
 #                                           onnxruntime speed (bench/training/int8_quality.py, onnx_speed.py)
 # The committed STPM cells ran at the paper's constant rate and pass --lr-schedule constant explicitly.
@@ -114,6 +115,10 @@ converge() {
     SEED=$s cell "grid-stpm-constant-s$s"    "${grid[@]}"  30 none --lr-schedule constant
     SEED=$s cell "hazelnut-stpm-cosine-s$s"  "${hazel[@]}" 30 none --lr-schedule cosine
     SEED=$s cell "hazelnut-stpm-constant-s$s" "${hazel[@]}" 30 none --lr-schedule constant
+  done
+  for s in 0 1; do  # the paper's constant rate, the saved student an average of the weights (half-life 5 epochs)
+    SEED=$s cell "grid-stpm-ema5-s$s"      "${grid[@]}"  30 none --lr-schedule constant --ema-epochs 5
+    SEED=$s cell "hazelnut-stpm-ema5-s$s"  "${hazel[@]}" 30 none --lr-schedule constant --ema-epochs 5
   done
 }
 # INT8 against float32, same run: memory banks with the default settings and short plain-STPM runs (ImageNet
