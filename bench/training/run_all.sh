@@ -11,6 +11,7 @@
 #                                           on the four datasets (bench/training/membank_bank.py; variants/*-bank*.json)
 #   bench/training/run_all.sh converge   -> STPM, cosine against constant learning rate and a weight average (EMA),
 #                                           30 epochs, seeds 0 and 1
+#   bench/training/run_all.sh fusion     -> STPM and memory-bank maps combined (bench/training/fusion.py)
 #   bench/training/run_all.sh int8       -> INT8 (both --int8 targets) against float32 of the same runs: quality and
 #                                           onnxruntime speed (bench/training/int8_quality.py, onnx_speed.py)
 # The committed STPM cells ran at the paper's constant rate and pass --lr-schedule constant explicitly.
@@ -120,6 +121,17 @@ converge() {
     SEED=$s cell "grid-stpm-ema5-s$s"      "${grid[@]}"  30 none --lr-schedule constant --ema-epochs 5
     SEED=$s cell "hazelnut-stpm-ema5-s$s"  "${hazel[@]}" 30 none --lr-schedule constant --ema-epochs 5
   done
+}
+# Fusion of the STPM and memory-bank maps (docs/results.md, "Fusion"): runs of the `committed` (mtd-stpm, 15 epochs),
+# `converge` (seed 0, constant rate) and `membank` stages, same seed and hold-out.
+fusion() {
+  local py=.venv/bin/python runs=${RUNS:-/work/runs} v=bench/results/variants
+  "$py" bench/training/fusion.py "$runs/grid-stpm-constant-s0" "$runs/grid-membank" --data "${grid[0]}" \
+    --category grid --json "$v/grid-fusion.json"
+  "$py" bench/training/fusion.py "$runs/mtd-stpm" "$runs/mtd-membank" --data "${mtd[0]}" \
+    --category magnetic_tile --json "$v/mtd-fusion.json"
+  "$py" bench/training/fusion.py "$runs/hazelnut-stpm-constant-s0" "$runs/hazelnut-membank" --data "${hazel[0]}" \
+    --category hazelnut_toy --json "$v/hazelnut-fusion.json"
 }
 # INT8 against float32, same run: memory banks with the default settings and short plain-STPM runs (ImageNet
 # teacher, cosine schedule; what matters is INT8 vs float32 of one run, not the run's quality), all fitted into
