@@ -122,13 +122,18 @@ converge() {
     SEED=$s cell "hazelnut-stpm-ema5-s$s"  "${hazel[@]}" 30 none --lr-schedule constant --ema-epochs 5
   done
 }
-# Fusion of the STPM and memory-bank maps (docs/results.md, "Fusion"): runs of the `committed` (mtd-stpm, 15 epochs),
-# `converge` (seed 0, constant rate) and `membank` stages, same seed and hold-out.
+# Fusion of the STPM and memory-bank maps (docs/results.md, "Fusion"): runs of the `converge` (seed 0, constant rate)
+# and `membank` stages, and a 15-epoch MTD student trained here (the `committed` stage's mtd-stpm goes on to 17), all
+# seed 0 with the same hold-out.
 fusion() {
   local py=.venv/bin/python runs=${RUNS:-/work/runs} v=bench/results/variants
+  local w=${WEIGHTS:-$shared/weights/resnet18_imagenet1k_v1_bnfolded_conv1-layer3_fc.pth}
+  [ -e "$runs/mtd-stpm-e15/student.pt" ] || nice -n 5 "$py" -m etstpm.cli train --data "${mtd[0]}" \
+    --category magnetic_tile --weights "$w" --out "$runs/mtd-stpm-e15" --method stpm --epochs 15 \
+    --lr-schedule constant --finetune none --seed 0 --no-progress
   "$py" bench/training/fusion.py "$runs/grid-stpm-constant-s0" "$runs/grid-membank" --data "${grid[0]}" \
     --category grid --json "$v/grid-fusion.json"
-  "$py" bench/training/fusion.py "$runs/mtd-stpm" "$runs/mtd-membank" --data "${mtd[0]}" \
+  "$py" bench/training/fusion.py "$runs/mtd-stpm-e15" "$runs/mtd-membank" --data "${mtd[0]}" \
     --category magnetic_tile --json "$v/mtd-fusion.json"
   "$py" bench/training/fusion.py "$runs/hazelnut-stpm-constant-s0" "$runs/hazelnut-membank" --data "${hazel[0]}" \
     --category hazelnut_toy --json "$v/hazelnut-fusion.json"
