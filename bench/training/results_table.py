@@ -24,9 +24,10 @@ def _method(r: dict) -> str:
         mb = r.get("membank") or {}
         rule = f", top {mb['score_top']:.0%} score" if mb.get("score_top") else ""
         return ("memory bank" if r["finetune"] == "none" else f"memory bank, ET teacher ({r['finetune']})") + rule
-    schedule = ((r.get("train_config") or {}).get("student") or {}).get("schedule", "constant")
+    student = (r.get("train_config") or {}).get("student") or {}
     name = "STPM (plain)" if r["finetune"] == "none" else f"ET-STPM ({r['finetune']})"
-    return name + (", cosine lr" if schedule == "cosine" else "")
+    ema = f", weight average {student['ema_epochs']:g} epochs" if student.get("ema_epochs") else ""
+    return name + (", cosine lr" if student.get("schedule", "constant") == "cosine" else "") + ema
 
 
 def _cmd(path: Path, r: dict) -> str:
@@ -40,13 +41,22 @@ def _cmd(path: Path, r: dict) -> str:
     roots = f" --finetune-roots {' '.join(extra)}" if extra else ""
     if not extra and r["finetune"] == "classes":
         roots = " --finetune-roots <the other three data roots, see docs/results.md>"  # file predates train_config
-    return f"`bench/training/run_one.sh {tag} {r['data']} {r['category']} {r['epochs']} {ft}{roots}`"
+    student = (r.get("train_config") or {}).get("student") or {}
+    flags = f" --lr-schedule {student['schedule']}" if student.get("schedule") else ""
+    flags += f" --ema-epochs {student['ema_epochs']:g}" if student.get("ema_epochs") else ""
+    seed = f"SEED={r['seed']} " if r.get("seed") else ""
+    return f"`{seed}bench/training/run_one.sh {tag} {r['data']} {r['category']} {r['epochs']} {ft}{roots}{flags}`"
 
 
 def _membank_flags(r: dict) -> list[tuple[str, str]]:
     """Flags that differ from the membank defaults, so the command reproduces the cell."""
     mb = r.get("membank") or {}
-    return [(" --score-top", str(mb["score_top"]))] if mb.get("score_top") else []
+    flags = [(" --score-top", str(mb["score_top"]))] if mb.get("score_top") else []
+    if mb.get("coreset_ratio") not in (None, 0.02):  # cells fitted under the earlier 1 % default
+        flags.append((" --coreset-ratio", str(mb["coreset_ratio"])))
+    if "feature_width" not in mb:  # fitted before the width budget existed: full width
+        flags.append((" --feature-dim", "0"))
+    return flags
 
 
 def load(paths: list[Path]) -> list[tuple[Path, dict]]:
