@@ -27,7 +27,7 @@ import { RtspServer } from '../../test/integration/helpers/rtsp';
 import { sleep, waitFor } from '../../test/integration/helpers/wait';
 import { BareRunner } from './bare';
 import { mean, percentile, round, slope } from './stats';
-import { arg, rssMiB, children } from './proc';
+import { arg, children, metricsText, rssMiB, stamp, streamArgs } from './proc';
 
 /** CPU seconds (user + system) used so far by a process, from /proc/<pid>/stat (clock ticks of 10 ms). */
 function cpuSeconds(pid: number): number {
@@ -48,7 +48,7 @@ function treeCpuSeconds(pid: number): number {
 /** Snapshots skipped by the daemon so far (etstpm_snapshots_skipped_total, all reasons) from its /metrics. */
 async function snapshotsSkipped(port: number): Promise<number> {
   try {
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+    const text = await metricsText(port);
     return [...text.matchAll(/^etstpm_snapshots_skipped_total\{[^}]*\} ([0-9.e+]+)/gm)].reduce((a, m) => a + Number(m[1]), 0);
   } catch {
     return NaN;
@@ -58,25 +58,18 @@ async function snapshotsSkipped(port: number): Promise<number> {
 interface Result { camera: string; seq: number; capturedAt: number; latencyMs: number; verdict: string }
 
 async function main(): Promise<void> {
-  const modelDir = arg('model', join(REPO, 'models', 'demo'))!;
-  const images = arg('images');
-  if (!images) throw new Error('--images DIR[,DIR...] (images to stream, e.g. ../shared/data/mvtec_grid_subset/grid/test/good)');
-  const imageDirs = images.split(',');
+  const { modelDir, imageDirs, codec, size, manifest, out } = streamArgs();
   const seconds = Number(arg('seconds', '60'));
   const warmup = Number(arg('warmup', '15'));
-  const codec = (arg('codec', 'raw') as 'raw' | 'h264');
   const fps = Number(arg('fps', '15'));
   const ncam = Number(arg('cameras', '1'));
   const rounds = Number(arg('rounds', '5'));
   const segment = Number(arg('segment', '20'));
   const rssEvery = Number(arg('rss-every', '5'));
-  const manifest = JSON.parse(readFileSync(join(modelDir, 'model.json'), 'utf8'));
-  const size = arg('size', codec === 'raw' ? `${manifest.input.width}x${manifest.input.height}` : '640x480')!;
-  const out = arg('out');
   const tmp = tmpDir('etstpm-bench-');
   const startedAt = new Date().toISOString();
   const load0 = loadavg();
-  const log = (s: string): boolean => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+  const log = stamp;
 
   // The bare session exists before the daemon starts (its creation is not measured), batch = cameras.
   const bare = await BareRunner.create(modelDir, ncam, imageDirs[0]);

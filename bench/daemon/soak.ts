@@ -12,9 +12,8 @@
 //   node dist/bench/daemon/soak.js --model models/demo --images DIR[,DIR...] [--seconds 3600] [--codec raw|h264]
 //        [--fps 10] [--size WxH] [--rss-every 10] [--warmup-minutes 10] [--tail-minutes 30] [--grace 90]
 //        [--out FILE.json]
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { join } from 'node:path';
 import { connect } from 'mqtt';
 import { baseConfig, Daemon } from '../../test/integration/helpers/daemon';
 import { freePort, REPO, tmpDir } from '../../test/integration/helpers/env';
@@ -22,12 +21,12 @@ import { Mosquitto } from '../../test/integration/helpers/mosquitto';
 import { RtspServer } from '../../test/integration/helpers/rtsp';
 import { sleep, waitFor } from '../../test/integration/helpers/wait';
 import { percentile, round, slope } from './stats';
-import { arg, rssMiB, children } from './proc';
+import { arg, children, metricsText, rssMiB, stamp, streamArgs } from './proc';
 
 /** The daemon's own view of its memory (prom-client default metrics), in MiB; empty when /metrics does not answer. */
 async function heapMiB(port: number): Promise<{ heapUsed?: number; heapTotal?: number; external?: number }> {
   try {
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+    const text = await metricsText(port);
     const get = (name: string): number | undefined => {
       const m = new RegExp(`^${name} ([0-9.e+]+)`, 'm').exec(text);
       return m ? round(Number(m[1]) / 2 ** 20, 1) : undefined;
@@ -56,21 +55,14 @@ function trend(series: Sample[], key: 'daemonMiB' | 'heapUsedMiB' | 'externalMiB
 }
 
 async function main(): Promise<void> {
-  const modelDir = arg('model', join(REPO, 'models', 'demo'))!;
-  const images = arg('images');
-  if (!images) throw new Error('--images DIR[,DIR...] (images to stream)');
-  const imageDirs = images.split(',');
+  const { modelDir, imageDirs, codec, size, manifest, out } = streamArgs();
   const seconds = Number(arg('seconds', '3600'));
-  const codec = (arg('codec', 'raw') as 'raw' | 'h264');
   const fps = Number(arg('fps', '10'));
   const rssEvery = Number(arg('rss-every', '10'));
   const warmupMin = Number(arg('warmup-minutes', '10'));
   const tailMin = Number(arg('tail-minutes', '30'));
   const grace = Number(arg('grace', '90'));
-  const manifest = JSON.parse(readFileSync(join(modelDir, 'model.json'), 'utf8'));
-  const size = arg('size', codec === 'raw' ? `${manifest.input.width}x${manifest.input.height}` : '640x480')!;
-  const out = arg('out');
-  const log = (s: string): boolean => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+  const log = stamp;
   const tmp = tmpDir('etstpm-soak-');
   const startedAt = new Date().toISOString();
   const load0 = loadavg();
