@@ -7,6 +7,7 @@
 //      while both cameras keep being scored;
 //  (c) camera b: threshold raised, then its scene changes (the RTSP camera restarted with brighter images): the OK
 //      frames now score above the calibration quantile, drift rises in the status and /metrics, warned once.
+// Threshold and drift also reach Sparkplug (DBIRTH, then DDATA by alias).
 // Scenes are uniform grey images (sharp): the test model's score is a smooth function of the grey level, so which
 // side of the calibration quantile a scene lies on does not depend on codec noise.
 import assert from 'node:assert/strict';
@@ -17,6 +18,7 @@ import sharp from 'sharp';
 import { Camera } from './helpers/daemon';
 import { missing } from './helpers/env';
 import { CameraStatus, Harness, ResultMsg } from './helpers/harness';
+import { metric, SparkplugHost, SpMessage, stopAllHosts } from './helpers/sparkplug-host';
 import { waitFor } from './helpers/wait';
 
 const skip = missing('daemon', 'venv', 'mosquitto', 'ffmpeg', 'rtsp-server');
@@ -38,7 +40,10 @@ async function greys(dir: string, levels: number[]): Promise<string> {
 
 describe('threshold override and drift: real daemon, RTSP, mosquitto', { skip }, () => {
   const h = new Harness();
-  after(() => h.close());
+  after(async () => {
+    await stopAllHosts();
+    await h.close();
+  });
 
   test('MQTT and SIGHUP threshold changes, refusals, drift after a scene change', async () => {
     // Normal scene: greys 112..136 (raw ~0.03-0.08 with this model); the model is calibrated on greys 96..152, so its
@@ -51,13 +56,14 @@ describe('threshold override and drift: real daemon, RTSP, mosquitto', { skip },
     const m = model.manifest;
     const span = m.normalization.max - m.normalization.min;
     await h.startBroker();
+    const host = await new SparkplugHost(h.broker.url, h.prefix).start();
     const camA = await h.camera({ images: [normal], fps: 5, hold: 2, size: undefined });
     const camB = await h.camera({ images: [normal], fps: 5, hold: 2, size: undefined, mount: '/b' });
     const cameras = (ta?: number, tb?: number): Camera[] => [
       { id: 'a', url: camA.url, ...(ta === undefined ? {} : { threshold: ta }) },
       { id: 'b', url: camB.url, ...(tb === undefined ? {} : { threshold: tb }) },
     ];
-    const cfg = await h.config(cameras(), { console: { token: TOKEN }, drift: { window: 20, warnShare: 0.5 } }, true);
+    const cfg = await h.config(cameras(), { console: { token: TOKEN }, drift: { window: 20, warnShare: 0.5 }, sparkplug: { enabled: true, groupId: h.prefix, edgeNodeId: 'edge1' } }, true);
     const port = (cfg.http as { port: number }).port;
     const d = h.daemon(cfg);
 
@@ -79,6 +85,13 @@ describe('threshold override and drift: real daemon, RTSP, mosquitto', { skip },
       const r = await h.explain(waitFor(`${topic} reply #${n + 1}`, () => h.mqtt.on(topic)[n], EVENT_MS));
       return { ...(JSON.parse(r.payload.toString('utf8')) as Reply), t: r.t };
     };
+    /** The Sparkplug DDATA of `cam` carrying `name` (alias from its DBIRTH) that satisfies `pred`. */
+    const ddata = async (cam: string, name: string, pred: (v: unknown) => boolean, after: number) => {
+      const birth = await h.explain(host.waitFor(`DBIRTH ${cam}`, (x) => x.type === 'DBIRTH' && x.device === cam, EVENT_MS));
+      const alias = metric(birth, name)?.alias;
+      return h.explain(host.waitFor(`DDATA ${cam} ${name}`, (x: SpMessage) => x.type === 'DDATA' && x.device === cam
+        && x.metrics.some((y) => y.alias === alias && pred(y.value)), EVENT_MS, after));
+    };
     const consistent = (r: ResultMsg, thr: number) => Math.abs(r.score - Math.min(1, Math.max(0, (r.rawScore - thr) / span + 0.5))) < 1e-4;
 
     // Start: both cameras at the model's threshold, normal frames OK, no drift.
@@ -91,6 +104,10 @@ describe('threshold override and drift: real daemon, RTSP, mosquitto', { skip },
       assert.ok(Math.abs((st.drift?.expectedShare ?? NaN) - 0.01) < 1e-9, 'expected share 1 - quantile (0.99)');
     }
     assert.ok((await scored('a', t0, 5, 'at start')).every((r) => r.verdict === 'ok' && consistent(r, m.threshold.raw)));
+    const birthA = await h.explain(host.waitFor('DBIRTH a', (x) => x.type === 'DBIRTH' && x.device === 'a', EVENT_MS));
+    assert.equal(metric(birthA, 'Inspection/Raw Threshold')?.value, m.threshold.raw);
+    assert.equal(metric(birthA, 'Inspection/Threshold Source')?.value, 'model');
+    const spMark = host.all().length - 1;
 
     // (a) MQTT: a's threshold below every normal score -> NG, scores re-centred on it; b untouched.
     const noToken = await command('a', { action: 'threshold', threshold: 0.01 });
@@ -101,6 +118,8 @@ describe('threshold override and drift: real daemon, RTSP, mosquitto', { skip },
     assert.ok(lowA.every((r) => r.verdict === 'ng' && r.score >= 0.5 && consistent(r, 0.01)), JSON.stringify(lowA.slice(0, 3)));
     assert.ok((await scored('b', set.t, 5, 'while a changed')).every((r) => r.verdict === 'ok' && consistent(r, m.threshold.raw)));
     await status('a', (s) => s.threshold?.source === 'runtime' && s.threshold.raw === 0.01, set.t, 'runtime threshold');
+    await ddata('a', 'Inspection/Raw Threshold', (v) => v === 0.01, spMark);
+    await ddata('a', 'Inspection/Threshold Source', (v) => v === 'runtime', spMark);
     await h.explain(d.proc.waitLine(/"camera":"a".*"threshold":0\.01,"source":"runtime".*"via":"mqtt".*camera threshold set/, EVENT_MS));
 
     // (b) refusals name camera and value; both cameras keep being scored.
@@ -147,6 +166,7 @@ describe('threshold override and drift: real daemon, RTSP, mosquitto', { skip },
     assert.ok((st.drift?.share ?? 0) >= 0.5, JSON.stringify(st.drift));
     assert.ok((await scored('b', markScene, 3, 'after the scene change')).every((r) => r.verdict === 'ok' && r.rawScore > m.threshold.raw));
     await h.explain(d.proc.waitLine(/"camera":"b".*drift: OK parts score above/, EVENT_MS, fromDrift));
+    await ddata('b', 'Inspection/Drift Share', (v) => typeof v === 'number' && v >= 0.5, spMark);
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     const share = Number(/etstpm_drift_share\{camera="b"\} ([0-9.e-]+)/.exec(metrics)?.[1]);
     assert.ok(share >= 0.5, `b drift share in /metrics: ${share}`);
