@@ -19,6 +19,7 @@ import { EmbeddedBroker, startEmbeddedBroker } from './publish/broker';
 import { CameraStatusMessage } from './publish/messages';
 import { MqttOptions, Publisher } from './publish/mqtt';
 import { redactUrl } from './redact';
+import { ActiveThreshold, parseThreshold, ThresholdError } from './score/threshold';
 import { Camera, CAMERA_STATES, CameraState, IngestOptions } from './sources/camera';
 import type { FrameSize } from './sources/ffmpeg-args';
 import { UnscoredCamera } from './sources/unscored-camera';
@@ -82,6 +83,8 @@ export interface ReloadResult {
   swapped: string[];
   /** Cameras whose new model failed to load: they keep the one they had (or, new cameras, none). */
   modelFailed: string[];
+  /** Cameras whose active threshold changed (docs/configuration.md, "Threshold override"). */
+  threshold: string[];
 }
 
 export class Daemon {
@@ -103,6 +106,12 @@ export class Daemon {
   private readonly camModels = new Map<string, LoadedModel>();
   /** Why a camera's configured model is not the one in use (failed load at start or at SIGHUP). */
   private readonly modelErrors = new Map<string, string>();
+  /** Threshold overrides (docs/configuration.md, "Threshold override"): cameras[].threshold, and console/MQTT ones
+   *  that last until the next SIGHUP or restart. */
+  private readonly configThresholds = new Map<string, number>();
+  private readonly runtimeThresholds = new Map<string, number>();
+  /** The threshold each camera is judged at now, as last applied (to log and publish changes only). */
+  private readonly appliedThresholds = new Map<string, ActiveThreshold>();
   private statusTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   private readonly startedAt = Date.now();
@@ -182,7 +191,7 @@ export class Daemon {
     if (c.console.enabled && c.http.port > 0) {
       const cameras = () => [...this.cameras.values()].map((cam) => ({ ...this.cameraStatus(cam), ng: this.pipeline?.counter(cam.id).ng ?? 0 }));
       this.console = createConsole({ options: c.console, host: c.http.host, topicPrefix: c.mqtt.topicPrefix, model: primary.engine.manifest,
-        sources: { health: () => this.health(), cameras }, mqtt: this.publisher.commandClient ?? null, log: this.log });
+        sources: { health: () => this.health(), cameras, setThreshold: (cam, v, via) => this.setRuntimeThreshold(cam, v, via) }, mqtt: this.publisher.commandClient ?? null, log: this.log });
     }
     if (c.http.port > 0) this.http = await startHttp(c.http.host, c.http.port, () => this.health(), this.metrics, this.log, this.console?.handler ?? null);
     const sink = this.sinks.length > 0 ? new FanOutSink(this.publisher, this.sinks, this.log) : this.publisher;
@@ -191,9 +200,10 @@ export class Daemon {
     const m = primary.engine.manifest;
     this.plc = new PlcOutputs({ config: c, mqttUrl: url, redactedUrl: redactUrl(url), registry: this.metrics.registry,
       node: { modelName: m.name, modelVersion: m.version, modelMethod: m.method, provider: primary.engine.provider, threshold: 0.5, rawThreshold: m.threshold, status: 'starting' } }, this.log);
-    this.pipeline = new Pipeline(this.plc.tee(sink), this.metrics, { rejectDeadlineMs: c.reject.deadlineMs, snapshot: c.snapshot }, this.log);
+    this.pipeline = new Pipeline(this.plc.tee(sink), this.metrics, { rejectDeadlineMs: c.reject.deadlineMs, snapshot: c.snapshot, drift: c.drift }, this.log);
     if (this.console) this.pipeline.resultTap = (r) => this.console?.hub.onResult(r);
     this.pipeline.start();
+    this.setConfigThresholds(c.cameras);
     for (const cam of c.cameras) this.addCamera(cam, this.camModels.get(cam.id) ?? null);
     this.statusTimer = setInterval(() => this.periodicStatus(), c.status.intervalMs);
     void this.publisher.waitConnected().then(() => {
@@ -215,6 +225,7 @@ export class Daemon {
       cam = this.parts.camera(cfg, { width: f.width, height: f.height }, this.config.ingest, this.log);
       this.camModels.set(cfg.id, model);
       this.pipeline?.addCamera(cam, model.engine);
+      this.applyThreshold(cfg.id, cam);
     } else {
       cam = new UnscoredCamera(cfg, this.modelErrors.get(cfg.id) ?? 'no model');
     }
@@ -237,6 +248,9 @@ export class Daemon {
     if (!cam) return;
     this.cameras.delete(id);
     this.camModels.delete(id);
+    this.appliedThresholds.delete(id);
+    this.metrics.threshold.remove({ camera: id });
+    this.metrics.driftShare.remove({ camera: id });
     this.pipeline?.removeCamera(id);
     this.plc?.cameraRemoved(id); // issue 10
     await cam.stop();
@@ -260,8 +274,14 @@ export class Daemon {
   async reloadCameras(next: CameraConfig[], defaultModelDir = this.config.model.dir): Promise<ReloadResult> {
     const models = this.models as ModelSet;
     const byId = new Map(next.map((c) => [c.id, c]));
-    const r: ReloadResult = { added: [], removed: [], changed: [], swapped: [], modelFailed: [] };
-    const sameDecoder = (a: CameraConfig, b: CameraConfig): boolean => JSON.stringify({ ...a, model: null }) === JSON.stringify({ ...b, model: null });
+    const r: ReloadResult = { added: [], removed: [], changed: [], swapped: [], modelFailed: [], threshold: [] };
+    // The model and the threshold are applied without touching the decoder.
+    const sameDecoder = (a: CameraConfig, b: CameraConfig): boolean =>
+      JSON.stringify({ ...a, model: null, threshold: null }) === JSON.stringify({ ...b, model: null, threshold: null });
+    const thresholdsBefore = new Map([...this.appliedThresholds].map(([id, t]) => [id, `${t.raw}/${t.source}`]));
+    // The config is the truth again: run-time overrides (console, MQTT) end here.
+    this.runtimeThresholds.clear();
+    this.setConfigThresholds(next);
     for (const [id, cam] of this.cameras) {
       const n = byId.get(id);
       if (!n) r.removed.push(id);
@@ -313,6 +333,7 @@ export class Daemon {
       if (same && !restart.has(id)) {
         this.pipeline?.setModel(id, m.engine);
         this.camModels.set(id, m);
+        this.applyThreshold(id);
         const cam = this.cameras.get(id);
         if (cam) this.publishCameraStatus(this.cameraStatus(cam));
         await this.releaseModel(cur, id); // after its batch in flight, if any
@@ -328,8 +349,57 @@ export class Daemon {
       if (old && old !== want.get(id)) await this.releaseModel(old, id);
     }
     this.config = { ...this.config, cameras: next, model: { ...this.config.model, dir: defaultModelDir } };
+    for (const [id, cam] of this.cameras) this.applyThreshold(id, cam);
+    for (const [id, t] of this.appliedThresholds) if (thresholdsBefore.get(id) !== `${t.raw}/${t.source}`) r.threshold.push(id);
     this.log.info({ ...r, models: models.info().map((m) => ({ name: m.name, version: m.version, cameras: m.cameras })) }, 'camera list and models reloaded');
     return r;
+  }
+
+  private setConfigThresholds(cameras: readonly CameraConfig[]): void {
+    this.configThresholds.clear();
+    for (const c of cameras) if (c.threshold !== undefined) this.configThresholds.set(c.id, c.threshold);
+  }
+
+  /** The threshold a camera is judged at: run-time override, else cameras[].threshold, else its model's; null without a model. */
+  activeThreshold(camera: string): ActiveThreshold | null {
+    const m = this.camModels.get(camera);
+    if (!m) return null;
+    const model = m.engine.manifest.threshold;
+    const rt = this.runtimeThresholds.get(camera);
+    if (rt !== undefined) return { raw: rt, source: 'runtime', model };
+    const cfg = this.configThresholds.get(camera);
+    if (cfg !== undefined) return { raw: cfg, source: 'config', model };
+    return { raw: model, source: 'model', model };
+  }
+
+  /** Hands the camera's active threshold to the pipeline; a change is logged and published (status, Sparkplug, metrics). */
+  private applyThreshold(camera: string, cam = this.cameras.get(camera), via = 'config'): void {
+    const t = this.activeThreshold(camera);
+    if (!t) return;
+    // The pipeline takes the raw threshold the camera's frames are judged at; the model's own needs no override.
+    this.pipeline?.setThreshold(camera, t.source === 'model' ? null : t.raw);
+    this.metrics.threshold.set({ camera }, t.raw);
+    const before = this.appliedThresholds.get(camera);
+    this.appliedThresholds.set(camera, t);
+    if (before && before.raw === t.raw && before.source === t.source) return;
+    if (before || t.source !== 'model') {
+      this.log.info({ camera, threshold: t.raw, source: t.source, modelThreshold: t.model, previous: before ? { threshold: before.raw, source: before.source } : null, via }, 'camera threshold set');
+    }
+    if (before && cam) this.publishCameraStatus(this.cameraStatus(cam));
+  }
+
+  /**
+   * A run-time threshold (console, MQTT command): `null` returns to cameras[].threshold or the model's. Lasts until the
+   * next SIGHUP or restart (docs/configuration.md, "Threshold override"). Throws ThresholdError naming the camera
+   * and the value for anything else than a finite raw score >= 0, or a camera that is not scoring.
+   */
+  setRuntimeThreshold(camera: string, value: unknown, via: string): ActiveThreshold {
+    if (!this.cameras.has(camera)) throw new ThresholdError(`camera ${camera}: no such camera (cameras: ${[...this.cameras.keys()].join(', ') || 'none'})`);
+    if (!this.camModels.has(camera)) throw new ThresholdError(`camera ${camera}: has no model (${this.modelErrors.get(camera) ?? 'no model'}): no threshold to set`);
+    if (value === null) this.runtimeThresholds.delete(camera);
+    else this.runtimeThresholds.set(camera, parseThreshold(camera, value));
+    this.applyThreshold(camera, this.cameras.get(camera), via);
+    return this.activeThreshold(camera) as ActiveThreshold;
   }
 
   private publishCameraStatus(s: CameraStatusMessage): void {
@@ -359,6 +429,13 @@ export class Daemon {
     if (modelError) s.modelError = modelError;
     const plc = this.plc?.outputStatus(cam.id); // issue 10: the camera's Modbus reject output
     if (plc) s.plc = plc;
+    const threshold = this.activeThreshold(cam.id);
+    if (threshold) s.threshold = threshold;
+    const drift = this.pipeline?.driftOf(cam.id);
+    if (drift) {
+      s.drift = drift;
+      if (drift.share !== null) this.metrics.driftShare.set({ camera: cam.id }, drift.share);
+    }
     return s;
   }
 

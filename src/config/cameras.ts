@@ -1,7 +1,8 @@
 /** Deep validation of the `cameras` list: one message per problem, naming the camera's index and key. */
+import { parseThreshold, ThresholdError } from '../score/threshold';
 import { CameraConfig, Roi } from './types';
 
-const CAMERA_KEYS = new Set(['id', 'url', 'fps', 'roi', 'transport', 'decoder', 'model']);
+const CAMERA_KEYS = new Set(['id', 'url', 'fps', 'roi', 'transport', 'decoder', 'model', 'threshold']);
 /** Camera ids become MQTT topic levels and metric labels. */
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
@@ -86,6 +87,16 @@ export function validateCameras(raw: unknown): CameraValidation {
     if (model !== null && (typeof model !== 'string' || model.trim() === '')) {
       errors.push(`${key}.model: must be a model folder path (or left out to use model.dir)`);
     }
+    // A raw-score override of the model's threshold (docs/configuration.md, "Threshold override").
+    let threshold: number | undefined;
+    if (c.threshold !== undefined && c.threshold !== null) {
+      try {
+        threshold = parseThreshold(typeof id === 'string' ? id : `#${i}`, c.threshold);
+      } catch (err) {
+        if (!(err instanceof ThresholdError)) throw err;
+        errors.push(`${key}.threshold: ${err.message}`);
+      }
+    }
     if (errors.length === before) {
       cameras.push({
         id: id as string,
@@ -95,6 +106,7 @@ export function validateCameras(raw: unknown): CameraValidation {
         transport: transport as 'tcp' | 'udp',
         decoder: decoder as 'ffmpeg' | 'jetson-gst',
         model: model as string | null,
+        ...(threshold === undefined ? {} : { threshold }),
       });
     }
   });

@@ -115,6 +115,13 @@ export function addFormats(): void {
     },
   });
   convict.addFormat({
+    name: 'share',
+    validate(v: unknown) {
+      if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > 1) throw new Error('must be a number in (0, 1]');
+    },
+    coerce: (v: string) => (v.trim() === '' ? NaN : Number(v)),
+  });
+  convict.addFormat({
     name: 'non-empty-string',
     validate(v: unknown) {
       if (typeof v !== 'string' || v.trim().length === 0) throw new Error('must be a non-empty string');
@@ -129,7 +136,7 @@ export function buildSchema() {
   addFormats();
   return {
     cameras: {
-      doc: 'Cameras: [{id, url, fps?, roi?: {x,y,width,height}, transport?: "tcp"|"udp", decoder?: "ffmpeg"|"jetson-gst", model?: "<model folder>"}]',
+      doc: 'Cameras: [{id, url, fps?, roi?: {x,y,width,height}, transport?: "tcp"|"udp", decoder?: "ffmpeg"|"jetson-gst", model?: "<model folder>", threshold?: <raw score>}]',
       format: 'cameras',
       default: DEFAULT_CAMERAS as unknown[],
       env: 'ETSTPM_CAMERAS',
@@ -217,6 +224,11 @@ export function buildSchema() {
     },
     status: {
       intervalMs: { doc: 'Camera status topic, log summary and systemd STATUS= period', format: 'positive-int', default: 5000 },
+    },
+    // Drift of good parts' scores (docs/daemon.md, "Drift"); read at start, not at SIGHUP.
+    drift: {
+      window: { doc: 'OK frames per camera in the drift window', format: 'positive-int', default: 500 },
+      warnShare: { doc: 'Share of the window above the calibration quantile that logs a drift warning (recovered below half of it)', format: 'share', default: 0.05 },
     },
     // PLC / SCADA outputs (issue 10): `sparkplug` and `modbus` blocks, src/plc/config.ts
     ...plcSchema(),

@@ -23,6 +23,8 @@ export interface CameraConfig {
   decoder: 'ffmpeg' | 'jetson-gst';
   /** The camera's own model folder; null = the top-level model.dir (docs/configuration.md, "One model per camera"). */
   model: string | null;
+  /** Raw-score decision threshold replacing the model's (docs/configuration.md, "Threshold override"); absent = the model's. */
+  threshold?: number;
 }
 
 export interface DaemonConfig {
@@ -40,6 +42,8 @@ export interface DaemonConfig {
   ingest: IngestOptions;
   http: { host: string; port: number };
   status: { intervalMs: number };
+  /** Drift of the OK parts' scores per camera (docs/daemon.md, "Drift"). */
+  drift: { window: number; warnShare: number };
   // operator console (issue 9, src/console)
   console: {
     enabled: boolean;

@@ -11,6 +11,7 @@ import { CameraHistory, NgEntry } from './history';
 import { overlayJpeg } from './overlay';
 import type { CommandReply } from './mqtt-commands';
 import { ReviewError, saveFalseReject } from './review';
+import { ActiveThreshold, ThresholdError } from '../score/threshold';
 import type { ConsoleModel, ConsoleOptions, ConsoleResult, ConsoleSources, ResultModel } from './types';
 
 /** A refused or failed action: HTTP status + a reason a person can act on. */
@@ -219,6 +220,30 @@ export class ConsoleHub {
     return this.capture(camera).status();
   }
 
+  /** A run-time threshold override for a camera (null = back to config/model); `via` is logged. */
+  setThreshold(camera: string, value: unknown, via: string): { camera: string; threshold: ActiveThreshold } {
+    this.requireCamera(camera);
+    const set = this.sources.setThreshold;
+    if (!set) throw new ConsoleError('threshold changes are not offered by this daemon', 501);
+    try {
+      return { camera, threshold: set(camera, value, via) };
+    } catch (err) {
+      if (err instanceof ThresholdError) throw new ConsoleError(err.message, 400);
+      throw err;
+    }
+  }
+
+  /**
+   * The control policy of the HTTP routes, for an MQTT command: the token travels in the payload ("token"). Only
+   * threshold changes are checked so far; capture commands rely on the broker's ACL (docs/mqtt.md, "Commands").
+   */
+  private checkMqttControl(token: unknown): void {
+    if (this.gate.mode === 'open') return;
+    if (this.gate.mode === 'token' && typeof token !== 'string') throw new ConsoleError('this command needs "token": "<console.token>" in the payload', 401);
+    const denied = this.gate.check(typeof token === 'string' ? `Bearer ${token}` : undefined);
+    if (denied) throw new ConsoleError(denied.message, denied.status);
+  }
+
   /** MQTT command entry (mqtt-commands.ts). */
   async command(camera: string, action: string, args: Record<string, unknown>): Promise<CommandReply> {
     try {
@@ -229,7 +254,15 @@ export class ConsoleHub {
       }
       if (action === 'capture-stop') return { action, ok: true, capture: this.captureStop(camera) };
       if (action === 'capture-status') return { action, ok: true, capture: this.captureStatus(camera) };
-      throw new ConsoleError(`unknown action "${action}" (capture-start, capture-stop, capture-status)`, 400);
+      if (action === 'threshold') {
+        const { token, ...rest } = args;
+        this.checkMqttControl(token);
+        const unknown = Object.keys(rest).filter((k) => k !== 'threshold');
+        if (unknown.length) throw new ConsoleError(`unknown field(s) ${unknown.join(', ')} (threshold, token)`, 400);
+        if (!('threshold' in rest)) throw new ConsoleError('missing "threshold" (a raw score >= 0, or null for the configured/model threshold)', 400);
+        return { action, ok: true, threshold: this.setThreshold(camera, rest.threshold, 'mqtt').threshold };
+      }
+      throw new ConsoleError(`unknown action "${action}" (capture-start, capture-stop, capture-status, threshold)`, 400);
     } catch (err) {
       const msg = (err as Error).message;
       this.log.warn({ camera, action, err: msg }, 'MQTT command failed');

@@ -2,8 +2,10 @@
  * Control over MQTT: `{prefix}/{camera}/command` with a JSON payload
  *   {"action": "capture-start", "everyN": 5, "maxImages": 200, "maxBytes": 50000000}
  *   {"action": "capture-stop"} | {"action": "capture-status"}
+ *   {"action": "threshold", "threshold": 0.8 | null, "token"?: "<console.token>"}
  * Every command is answered on `{prefix}/{camera}/command/reply` (QoS 1, not retained) with
- * {"action", "ok", "error"?, "capture"}. Who may publish there is the broker's ACL (docs/mqtt.md).
+ * {"action", "ok", "error"?, "capture"?, "threshold"?}. Who may publish there is the broker's ACL (docs/mqtt.md); a
+ * threshold change must also pass the console's control policy (auth.ts: the token in the payload).
  */
 import type { Logger } from '../log';
 
@@ -24,6 +26,7 @@ export interface CommandReply {
   ok: boolean;
   error?: string;
   capture?: unknown;
+  threshold?: unknown;
 }
 
 /** Runs one command for one camera; never throws (errors become {ok: false, error}). */

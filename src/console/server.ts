@@ -11,6 +11,7 @@
  *   GET  /api/cameras/:cam/capture               capture status
  *   POST /api/cameras/:cam/capture/start         {everyN?, maxImages?, maxBytes?}               (control)
  *   POST /api/cameras/:cam/capture/stop                                                          (control)
+ *   POST /api/cameras/:cam/threshold             {threshold: <raw score> | null}               (control)
  *
  * Every refusal is a 4xx/5xx with {"error": "<reason>"}; nothing here throws into the server.
  */
@@ -180,6 +181,13 @@ export function consoleHandler(hub: ConsoleHub, log: Logger, assets: Assets = lo
       }
       onlyKeys(body, ['everyN', 'maxImages', 'maxBytes']);
       return sendJson(res, 200, await hub.captureStart(camera, body));
+    }
+    if (rest === 'threshold') {
+      want('POST');
+      const body = await control();
+      onlyKeys(body, ['threshold']);
+      if (!('threshold' in body)) throw new ConsoleError('body needs {"threshold": <raw score >= 0> | null}', 400);
+      return sendJson(res, 200, hub.setThreshold(camera, body.threshold, 'console'));
     }
     if (isPost) throw new ConsoleError(`not found: ${path}`, 404);
     return sendError(res, 404, `not found: ${path}`);

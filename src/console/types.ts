@@ -1,5 +1,7 @@
 /** What the operator console takes from the daemon: plain records, no daemon classes (src/console/README in docs/console.md). */
+import type { DriftState } from '../score/drift';
 import type { Normalization, Verdict } from '../score/normalize';
+import type { ActiveThreshold } from '../score/threshold';
 
 /** One scored frame, handed over synchronously by the pipeline. `map` is a view the caller reuses: copy to keep. */
 export interface ConsoleResult {
@@ -50,6 +52,8 @@ export interface ConsoleCameraStatus {
   model: { name: string; version: string };
   since: number;
   error?: string;
+  threshold?: ActiveThreshold;
+  drift?: DriftState;
 }
 
 /** Live data the daemon provides on request (never pushed, so it costs nothing while no one looks). */
@@ -57,6 +61,11 @@ export interface ConsoleSources {
   /** /healthz's object. */
   health(): { ok: boolean; reason?: string; [k: string]: unknown };
   cameras(): ConsoleCameraStatus[];
+  /**
+   * A run-time threshold for a camera (null = back to config/model; docs/configuration.md, "Threshold override");
+   * throws ThresholdError naming the camera and value. `via` says who asked (logged). Absent = not offered.
+   */
+  setThreshold?(camera: string, value: unknown, via: string): ActiveThreshold;
 }
 
 export interface CaptureLimits {

@@ -46,6 +46,18 @@ export class Metrics {
   });
   readonly mqttConnected = new Gauge({ name: 'etstpm_mqtt_connected', help: '1 while connected to the broker', registers: [this.registry] });
   readonly ready = new Gauge({ name: 'etstpm_ready', help: '1 once model is warm and broker connected', registers: [this.registry] });
+  readonly threshold = new Gauge({
+    name: 'etstpm_camera_threshold_raw',
+    help: 'Raw-score decision threshold each camera is judged at now (model.json, cameras[].threshold or a run-time override)',
+    labelNames: ['camera'],
+    registers: [this.registry],
+  });
+  readonly driftShare = new Gauge({
+    name: 'etstpm_drift_share',
+    help: "Share of the camera's recent OK frames scoring at or above its model's calibration quantile (docs/daemon.md, Drift)",
+    labelNames: ['camera'],
+    registers: [this.registry],
+  });
   readonly snapshotsSkipped = new Counter({
     name: 'etstpm_snapshots_skipped_total',
     help: 'Snapshots not rendered (renderer busy or over the size cap)',

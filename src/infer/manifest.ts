@@ -20,6 +20,12 @@ export interface ModelManifest {
   outputs: { anomalyMap: string; score: string };
   sha256: string;
   threshold: number;
+  /**
+   * Share of normal (hold-out) scores expected at or above `threshold`, from threshold.details: frr_target, else
+   * 1 - quantile, else holdout_false_rejects / holdout_images; null when the details say none of these (drift has
+   * no expected share then: docs/daemon.md, "Drift").
+   */
+  expectedShareAbove: number | null;
   normalization: { threshold: number; min: number; max: number };
 }
 
@@ -109,8 +115,23 @@ export function readManifest(dir: string): ModelManifest {
     },
     sha256: sha,
     threshold: num(obj(j.threshold).raw ?? normalization.threshold, 'threshold.raw', file),
+    expectedShareAbove: expectedShareAbove(j.threshold),
     normalization,
   };
+}
+
+/** docs/model-format.md, threshold.details: what the calibration says about normal scores above its threshold. */
+function expectedShareAbove(threshold: unknown): number | null {
+  const d = obj(obj(threshold).details);
+  const share = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= 1 ? v : null);
+  const frr = share(d.frr_target);
+  if (frr !== null) return frr;
+  const q = share(d.quantile);
+  if (q !== null) return 1 - q;
+  const n = d.holdout_images;
+  const fr = d.holdout_false_rejects;
+  if (typeof n === 'number' && n > 0 && typeof fr === 'number') return share(fr / n);
+  return null;
 }
 
 export async function sha256File(path: string): Promise<string> {

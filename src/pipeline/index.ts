@@ -8,7 +8,9 @@ import { Metrics } from '../health/metrics';
 import { InferenceEngine } from '../infer/session';
 import type { Logger } from '../log';
 import { renderSnapshot } from '../publish/snapshot';
-import { normalize, verdict } from '../score/normalize';
+import { DEFAULT_DRIFT, DriftOptions, DriftReference, DriftState, DriftWindow } from '../score/drift';
+import { Normalization, normalize, verdict } from '../score/normalize';
+import { withThreshold } from '../score/threshold';
 import type { FrameSource, ResultSink } from './interfaces';
 import { ModelScheduler, SchedulePolicy } from './schedule';
 import { NewestFrameSlots, PendingFrame } from './slots';
@@ -24,6 +26,8 @@ export interface PipelineOptions {
   snapshot: { onNg: boolean; everyN: number; format: 'jpeg' | 'png'; maxBytes: number };
   /** Which model runs next when several have frames pending (default round-robin; bench/daemon/models.ts). */
   schedule?: SchedulePolicy;
+  /** Drift window of the OK frames per camera (docs/daemon.md, "Drift"); default DEFAULT_DRIFT. */
+  drift?: DriftOptions;
 }
 
 export interface CameraCounters {
@@ -46,6 +50,9 @@ export class Pipeline {
   private readonly unsubscribe = new Map<string, () => void>();
   /** The model each camera is scored by now. */
   private readonly models = new Map<string, InferenceEngine>();
+  /** Raw-threshold overrides per camera (docs/configuration.md, "Threshold override"); absent = the model's. */
+  private readonly thresholds = new Map<string, number>();
+  private readonly drift = new Map<string, DriftWindow>();
   private readonly scheduler: ModelScheduler<InferenceEngine>;
   private running: { engine: InferenceEngine; done: Promise<void> } | null = null;
   private stopping = false;
@@ -75,6 +82,9 @@ export class Pipeline {
   /** Frames of `cam` are scored by `engine` (their size must be the model's input size). */
   addCamera(cam: FrameSource, engine: InferenceEngine): void {
     this.models.set(cam.id, engine);
+    const w = new DriftWindow(this.opts.drift ?? DEFAULT_DRIFT);
+    w.reset(driftReference(engine));
+    this.drift.set(cam.id, w);
     const c = this.counter(cam.id);
     const onFrame = (frame: Buffer, capturedAt: number): void => {
       if (this.stopping) return;
@@ -94,6 +104,8 @@ export class Pipeline {
     this.unsubscribe.get(id)?.();
     this.unsubscribe.delete(id);
     this.slots.clear(id);
+    this.thresholds.delete(id);
+    this.drift.delete(id);
     const engine = this.models.get(id);
     this.models.delete(id);
     if (engine) this.forgetIfUnused(engine);
@@ -107,7 +119,24 @@ export class Pipeline {
     const old = this.models.get(id);
     if (!old || old === engine) return;
     this.models.set(id, engine);
+    this.drift.get(id)?.reset(driftReference(engine)); // another model's scores: not comparable
     this.forgetIfUnused(old);
+  }
+
+  /** The raw threshold frames of `camera` are judged at from the next frame on; null = the model's own. */
+  setThreshold(camera: string, raw: number | null): void {
+    if (raw === null) this.thresholds.delete(camera);
+    else this.thresholds.set(camera, raw);
+  }
+
+  /** The normalisation a camera's frames are scored with: its model's, re-centred on the override if any. */
+  normalizationOf(camera: string, engine: InferenceEngine): Normalization {
+    return withThreshold(engine.manifest.normalization, this.thresholds.get(camera));
+  }
+
+  /** The camera's drift window (null for an unknown camera). */
+  driftOf(camera: string): DriftState | null {
+    return this.drift.get(camera)?.state() ?? null;
   }
 
   modelOf(id: string): InferenceEngine | undefined {
@@ -199,8 +228,10 @@ export class Pipeline {
     this.lastProcessedAt = now;
     batch.forEach((f, i) => {
       const rawScore = out.scores[i];
-      const score = normalize(rawScore, m.normalization);
+      const normalization = this.normalizationOf(f.camera, engine);
+      const score = normalize(rawScore, normalization);
       const v = verdict(score);
+      if (v === 'ok') this.recordOk(f.camera, rawScore, engine);
       const c = this.counter(f.camera);
       c.processed++;
       if (v === 'ng') c.ng++;
@@ -222,15 +253,27 @@ export class Pipeline {
         if (!ok) this.metrics.mqttUnsent.inc({ kind: 'reject' });
       }
       this.resultTap?.({ camera: f.camera, seq: f.seq, capturedAt: f.capturedAt, score, rawScore, verdict: v, frame: f.frame, map: out.maps.subarray(i * hw, (i + 1) * hw),
-        model: { name: m.name, version: m.version, width: m.width, height: m.height, normalization: m.normalization } }); // console (issue 9)
+        model: { name: m.name, version: m.version, width: m.width, height: m.height, normalization } }); // console (issue 9)
       const s = this.opts.snapshot;
       if ((v === 'ng' && s.onNg) || (s.everyN > 0 && c.processed % s.everyN === 0)) {
-        this.snapshot(engine, f, out.maps.subarray(i * hw, (i + 1) * hw), score, v);
+        this.snapshot(engine, f, out.maps.subarray(i * hw, (i + 1) * hw), score, v, normalization);
       }
     });
   }
 
-  private snapshot(engine: InferenceEngine, f: PendingFrame, mapView: Float32Array, score: number, v: string): void {
+  /** An OK frame into the camera's drift window; a crossing of the warning level is logged once (docs/daemon.md, "Drift"). */
+  private recordOk(camera: string, raw: number, engine: InferenceEngine): void {
+    const w = this.drift.get(camera);
+    if (!w) return;
+    const change = w.add(raw, driftReference(engine));
+    if (change === null) return;
+    const d = w.state() as DriftState;
+    const fields = { camera, share: d.share, expectedShare: d.expectedShare, reference: d.reference, window: d.window, warnShare: d.warnShare };
+    if (change === 'drifting') this.log.warn(fields, 'drift: OK parts score above the model\'s calibration quantile far more often than expected; recalibrate (docs/commissioning.md, "Recalibrate")');
+    else this.log.info(fields, 'drift: recovered');
+  }
+
+  private snapshot(engine: InferenceEngine, f: PendingFrame, mapView: Float32Array, score: number, v: string, normalization: Normalization): void {
     if (this.snapshotsInFlight.size >= MAX_SNAPSHOTS_IN_FLIGHT) {
       this.metrics.snapshotsSkipped.inc({ reason: 'busy' });
       return;
@@ -244,7 +287,7 @@ export class Pipeline {
     const p = (async () => {
       try {
         const snap = await renderSnapshot(
-          { frame: f.frame, map, width: m.width, height: m.height, normalization: m.normalization },
+          { frame: f.frame, map, width: m.width, height: m.height, normalization },
           { format: this.opts.snapshot.format, maxBytes: this.opts.snapshot.maxBytes },
         );
         if (!snap) {
@@ -276,4 +319,9 @@ export class Pipeline {
     await this.loopDone;
     await Promise.all([...this.snapshotsInFlight]);
   }
+}
+
+/** The model's calibration quantile and the share of normal scores expected above it (docs/daemon.md, "Drift"). */
+function driftReference(engine: InferenceEngine): DriftReference {
+  return { raw: engine.manifest.threshold, expectedShare: engine.manifest.expectedShareAbove };
 }

@@ -8,7 +8,7 @@ import type { Logger } from '../log';
 import { ModbusLink } from '../modbus/link';
 import { DROP_REASONS, RejectOutput, RejectOutputStatus } from '../modbus/reject-output';
 import type { CameraStatusMessage, RejectMessage, ResultMessage } from '../publish/messages';
-import { NodeInfo, SparkplugEdgeNode, SparkplugHealth, SparkplugMqttOptions } from '../sparkplug/edge-node';
+import { DeviceStatus, NodeInfo, SparkplugEdgeNode, SparkplugHealth, SparkplugMqttOptions } from '../sparkplug/edge-node';
 import type { PlcConfig } from './config';
 
 export interface PlcInputs {
@@ -135,7 +135,7 @@ export class PlcOutputs {
   }
 
   cameraAdded(s: CameraStatusMessage): void {
-    this.sparkplug?.addDevice(s.camera, { state: s.state, fps: s.fps, modelName: s.model.name, modelVersion: s.model.version });
+    this.sparkplug?.addDevice(s.camera, deviceStatus(s));
   }
 
   cameraRemoved(id: string): void {
@@ -143,7 +143,7 @@ export class PlcOutputs {
   }
 
   cameraStatus(s: CameraStatusMessage): void {
-    this.sparkplug?.status(s.camera, { state: s.state, fps: s.fps, modelName: s.model.name, modelVersion: s.model.version });
+    this.sparkplug?.status(s.camera, deviceStatus(s));
   }
 
   setNode(patch: Partial<NodeInfo>): void {
@@ -175,4 +175,17 @@ export class PlcOutputs {
     await Promise.all([Promise.race([work, timeout]), this.sparkplug?.close(timeoutMs)]);
     clearTimeout(timer);
   }
+}
+
+/** A camera's Sparkplug device values from its status message. */
+function deviceStatus(s: CameraStatusMessage): DeviceStatus {
+  return {
+    state: s.state,
+    fps: s.fps,
+    modelName: s.model.name,
+    modelVersion: s.model.version,
+    rawThreshold: s.threshold?.raw ?? null,
+    thresholdSource: s.threshold?.source ?? null,
+    driftShare: s.drift?.share ?? null,
+  };
 }

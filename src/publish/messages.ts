@@ -2,6 +2,8 @@
 import type { CameraState } from '../sources/camera';
 import type { Verdict } from '../score/normalize';
 import type { RejectOutputStatus } from '../modbus/reject-output';
+import type { DriftState } from '../score/drift';
+import type { ActiveThreshold } from '../score/threshold';
 
 export interface ModelRef {
   name: string;
@@ -48,6 +50,10 @@ export interface CameraStatusMessage {
   since: number;
   /** The camera's Modbus reject output, when configured (issue 10). */
   plc?: RejectOutputStatus;
+  /** The raw threshold the camera is judged at and where it comes from (docs/mqtt.md); absent without a model. */
+  threshold?: ActiveThreshold;
+  /** Share of recent OK frames above the calibration quantile (docs/daemon.md, "Drift"); absent without a model. */
+  drift?: DriftState;
 }
 
 export const topics = (prefix: string) => ({

@@ -62,6 +62,11 @@ export interface DeviceStatus {
   /** The camera's own model (cameras may have different ones; the node's Model/* metrics describe the primary). */
   modelName: string;
   modelVersion: string;
+  /** The raw threshold the camera is judged at and its source (model, config, runtime); null without a model. */
+  rawThreshold: number | null;
+  thresholdSource: string | null;
+  /** Share of recent OK frames above the calibration quantile (docs/daemon.md, "Drift"); null while none. */
+  driftShare: number | null;
 }
 
 interface MetricDef {
@@ -90,6 +95,10 @@ export const DEVICE_METRICS = {
   fps: { name: 'Camera/FPS', type: 'Double' },
   modelName: { name: 'Model/Name', type: 'String' },
   modelVersion: { name: 'Model/Version', type: 'String' },
+  // Appended last: the aliases of the metrics above stay what they were.
+  rawThreshold: { name: 'Inspection/Raw Threshold', type: 'Double' },
+  thresholdSource: { name: 'Inspection/Threshold Source', type: 'String' },
+  driftShare: { name: 'Inspection/Drift Share', type: 'Double' },
 } as const satisfies Record<string, MetricDef>;
 type DeviceKey = keyof typeof DEVICE_METRICS;
 const DEVICE_KEYS = Object.keys(DEVICE_METRICS) as DeviceKey[];
@@ -214,7 +223,8 @@ export class SparkplugEdgeNode {
     const dev: Device = {
       id,
       aliasBase,
-      values: { score: null, verdict: null, ngCount: 0, frameSeq: null, latencyMs: null, state: status.state, fps: status.fps, modelName: status.modelName, modelVersion: status.modelVersion },
+      values: { score: null, verdict: null, ngCount: 0, frameSeq: null, latencyMs: null, state: status.state, fps: status.fps, modelName: status.modelName, modelVersion: status.modelVersion,
+        rawThreshold: status.rawThreshold, thresholdSource: status.thresholdSource, driftShare: status.driftShare },
       sent: {},
       born: false,
       timestamps: {},
@@ -242,7 +252,7 @@ export class SparkplugEdgeNode {
   status(id: string, s: DeviceStatus): void {
     const dev = this.devices.get(id);
     if (!dev) return;
-    this.update(dev, { state: s.state, fps: s.fps, modelName: s.modelName, modelVersion: s.modelVersion }, Date.now());
+    this.update(dev, { state: s.state, fps: s.fps, modelName: s.modelName, modelVersion: s.modelVersion, rawThreshold: s.rawThreshold, thresholdSource: s.thresholdSource, driftShare: s.driftShare }, Date.now());
   }
 
   private update(dev: Device, patch: Partial<Record<DeviceKey, MetricValue>>, ts: number): void {

@@ -43,6 +43,9 @@ const DEVICE_METRICS: Record<string, string> = {
   'Camera/FPS': 'Double',
   'Model/Name': 'String',
   'Model/Version': 'String',
+  'Inspection/Raw Threshold': 'Double',
+  'Inspection/Threshold Source': 'String',
+  'Inspection/Drift Share': 'Double',
 };
 
 async function setup(h: Harness, cameras: Camera[], sparkplug: Record<string, unknown> = {}, mqttUrl?: string) {
@@ -127,6 +130,8 @@ describe('Sparkplug B edge node against mosquitto and an independent host', { sk
       for (const b of dbirths) {
         assert.deepEqual(Object.fromEntries(b.metrics.map((x) => [x.name, x.datatype])), DEVICE_METRICS, `${b.device} DBIRTH metrics`);
         assert.ok(b.metrics.every((x) => typeof x.alias === 'number'), 'device metrics have aliases');
+        assert.equal(metric(b, 'Inspection/Raw Threshold')?.value, ngModel.manifest.threshold.raw, `${b.device}: the model's threshold`);
+        assert.equal(metric(b, 'Inspection/Threshold Source')?.value, 'model');
       }
 
       // NDATA says "ready" (unless the NBIRTH already did).

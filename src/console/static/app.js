@@ -49,6 +49,9 @@ function usePoll(fn, ms, deps) {
 
 const fmtTime = (t) => new Date(t).toLocaleTimeString();
 const fmtBytes = (b) => (b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(1)} MiB` : b >= 1024 ? `${(b / 1024).toFixed(1)} KiB` : `${b} B`);
+const fmtRaw = (r) => (Math.abs(r) >= 0.01 ? r.toFixed(4) : r.toExponential(3));
+const driftTitle = (d) => (d ? `${d.frames}/${d.window} OK frames; share at or above the calibration quantile ${fmtRaw(d.reference)}`
+  + `${d.expectedShare === null ? '' : `, expected ≤ ${(100 * d.expectedShare).toFixed(1)} %`}; warning at ${(100 * d.warnShare).toFixed(1)} % (docs/daemon.md, Drift)` : '');
 const fmtUptime = (s) => `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m ${s % 60}s`;
 
 function Header({ state }) {
@@ -70,7 +73,7 @@ function Overview({ cameras, selected, onSelect }) {
     <h2>Cameras</h2>
     <table>
       <thead><tr><th>camera</th><th>state</th><th class="num">fps</th><th class="num">captured</th><th class="num">processed</th>
-        <th class="num">dropped</th><th class="num">NG</th><th>provider</th><th>model</th><th>capture</th></tr></thead>
+        <th class="num">dropped</th><th class="num">NG</th><th>provider</th><th>model</th><th class="num">threshold</th><th class="num">drift</th><th>capture</th></tr></thead>
       <tbody>
         ${cameras.map((c) => html`<tr key=${c.camera} class=${`cam ${c.camera === selected ? 'selected' : ''}`} data-camera=${c.camera}
             onClick=${() => onSelect(c.camera)} title="show this camera below">
@@ -79,6 +82,9 @@ function Overview({ cameras, selected, onSelect }) {
           <td class="num">${c.fps.toFixed(1)}</td><td class="num">${c.captured}</td><td class="num">${c.processed}</td>
           <td class="num">${c.dropped}</td><td class="num" data-testid="ng-count">${c.ng}</td>
           <td>${c.provider}</td><td>${c.model.name} <span class="muted">${c.model.version}</span></td>
+          <td class="num" data-testid="threshold">${c.threshold ? html`${fmtRaw(c.threshold.raw)} <span class="muted">${c.threshold.source}</span>` : '-'}</td>
+          <td class="num" data-testid="drift" title=${driftTitle(c.drift)}>${c.drift && c.drift.share !== null
+            ? html`<span class=${c.drift.drifting ? 'badge ng' : ''}>${(100 * c.drift.share).toFixed(1)} %</span>` : '-'}</td>
           <td><span class=${`badge ${c.capture.state}`}>${c.capture.state}</span></td>
         </tr>`)}
       </tbody>
@@ -210,6 +216,25 @@ function Capture({ camera, status, control, onError }) {
   </div>`;
 }
 
+/** Run-time threshold override (raw score; lasts until the next SIGHUP or restart: docs/console.md). */
+function Threshold({ camera, threshold, control, onError }) {
+  const [value, setValue] = useState('');
+  if (!threshold) return null;
+  const denied = control === 'read-only';
+  const set = (v) => postJson(`/api/cameras/${enc(camera)}/threshold`, { threshold: v })
+    .then(() => { onError(''); setValue(''); }, (e) => onError(`threshold: ${e.message}`));
+  return html`<div data-testid="threshold-control">
+    <h2>Threshold (raw score)</h2>
+    <div class="row">
+      <span>now <b data-testid="threshold-raw">${fmtRaw(threshold.raw)}</b> <span class="muted">(${threshold.source}; model ${fmtRaw(threshold.model)})</span></span>
+      <label>new <input type="number" min="0" step="any" value=${value} onInput=${(e) => setValue(e.currentTarget.value)} data-testid="threshold-input" /></label>
+      <button data-testid="threshold-set" disabled=${denied || value === ''} onClick=${() => set(Number(value))}>Set</button>
+      <button class="secondary" data-testid="threshold-reset" disabled=${denied || threshold.source !== 'runtime'} onClick=${() => set(null)}>Reset</button>
+    </div>
+    <div class="muted">Until the next SIGHUP or restart; to keep it, set <code>cameras[].threshold</code> in the config.</div>
+  </div>`;
+}
+
 function NgReview({ camera, control, onError }) {
   const [items, setItems] = useState([]);
   const [kept, setKept] = useState(0);
@@ -241,7 +266,7 @@ function TokenBox({ control }) {
   if (control === 'read-only') return html`<p class="muted">Read-only: the console listens beyond loopback and no <code>console.token</code> is configured.</p>`;
   return html`<div class="row"><label>console token (kept in this tab only)
     <input type="password" autocomplete="off" onChange=${(e) => { sessionStorage.setItem(TOKEN_KEY, e.currentTarget.value); setHas(!!e.currentTarget.value); }} /></label>
-    <span class="muted">${has ? 'token set' : 'needed for capture and false reject'}</span></div>`;
+    <span class="muted">${has ? 'token set' : 'needed for capture, false reject and threshold'}</span></div>`;
 }
 
 function App() {
@@ -269,6 +294,7 @@ function App() {
         <div>
           <${Trend} camera=${cam.camera} seconds=${Math.min(300, state.trendSeconds ?? 300)} />
           <${Capture} camera=${cam.camera} status=${cam.capture} control=${state.control} onError=${setError} />
+          <${Threshold} camera=${cam.camera} threshold=${cam.threshold} control=${state.control} onError=${setError} />
         </div>
       </section>
       <${NgReview} key=${`ng-${cam.camera}`} camera=${cam.camera} control=${state.control} onError=${setError} />`}

@@ -14,6 +14,8 @@ export interface Camera {
   decoder?: 'ffmpeg' | 'jetson-gst';
   /** The camera's own model folder (else model.dir). */
   model?: string;
+  /** Raw-score threshold override (else the model's). */
+  threshold?: number;
 }
 
 export type Config = Record<string, unknown>;
