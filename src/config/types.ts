@@ -39,11 +39,12 @@ export interface DaemonConfig {
   snapshot: { onNg: boolean; everyN: number; format: 'jpeg' | 'png'; maxBytes: number };
   ingest: IngestOptions;
   http: { host: string; port: number };
-  status: { intervalMs: number };
+  status: { intervalMs: number; failedHoldMs: number };
   // operator console (issue 9, src/console)
   console: {
     enabled: boolean;
     token: string;
+    allowedHosts: string[];
     ngHistory: number;
     trendSeconds: number;
     reviewDir: string;
