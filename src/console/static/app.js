@@ -130,16 +130,17 @@ function Overview({ cameras, selected, onSelect }) {
       <thead><tr><th>camera</th><th>state</th><th class="num">fps</th><th class="num">captured</th><th class="num">processed</th>
         <th class="num">dropped</th><th class="num">NG</th><th>provider</th><th>model</th><th>PLC</th><th>capture</th></tr></thead>
       <tbody>
-        ${cameras.map((c) => html`<tr key=${c.camera} class=${`cam ${c.camera === selected ? 'selected' : ''}`} data-camera=${c.camera}
+        ${cameras.map((c) => [html`<tr key=${c.camera} class=${`cam ${c.camera === selected ? 'selected' : ''}`} data-camera=${c.camera}
             onClick=${() => onSelect(c.camera)} title="show this camera below">
           <td><b>${c.camera}</b></td>
-          <td class="state"><span class=${`badge ${c.state}`} data-testid="camera-state">${c.state}</span>${c.error ? html` <span class="muted err">${c.error}</span>` : ''}</td>
+          <td><span class=${`badge ${c.state}`} data-testid="camera-state">${c.state}</span></td>
           <td class="num">${c.fps.toFixed(1)}</td><td class="num">${c.captured}</td><td class="num">${c.processed}</td>
           <td class="num">${c.dropped}</td><td class="num" data-testid="ng-count">${c.ng}</td>
-          <td>${c.provider}</td><td>${c.model.name} <span class="muted">${c.model.version}</span></td>
+          <td>${c.provider}</td><td class="model">${c.model.name}<br /><span class="muted" title=${c.model.version}>${c.model.version}</span></td>
           <td>${c.plc ? html`<span class=${`badge ${LINK_CLASS[c.plc.link] ?? 'down'}`} title=${c.plc.plc}>${c.plc.link}</span> <span class="muted">${c.plc.dropped} dropped</span>` : html`<span class="muted">-</span>`}</td>
           <td><span class=${`badge ${c.capture.state}`}>${c.capture.state}</span></td>
-        </tr>`)}
+        </tr>`, c.error && html`<tr key=${`${c.camera}-error`} class="cam-error" data-camera=${c.camera}><td></td>
+          <td colspan="10" class="muted" data-testid="camera-error">${c.error}</td></tr>`])}
       </tbody>
     </table></div>
   </section>`;
@@ -305,7 +306,7 @@ function NgReview({ camera, control, onError }) {
     <div class="ngs">
       ${items.map((it) => html`<figure key=${it.id} data-testid="ng-item" data-id=${it.id}>
         <img loading="lazy" src=${`/api/cameras/${enc(camera)}/ng/${it.id}.jpg`} alt=${`NG frame ${it.seq}`} />
-        <figcaption>${fmtTime(it.capturedAt)} · frame ${it.seq}<br />score <b>${it.score.toFixed(3)}</b>
+        <figcaption>${fmtTime(it.capturedAt)} · frame ${it.seq}<br />score <b>${it.score.toFixed(3)}</b>${' '}
           · raw <b data-testid="ng-raw" data-raw=${it.rawScore}>${fmtRaw(it.rawScore)}</b></figcaption>
         ${it.savedTo
           ? html`<div class="saved" data-testid="saved">saved as false reject: ${it.savedTo}</div>`
