@@ -234,7 +234,7 @@ export class Daemon {
       this.metrics.cameraRestarts.set({ camera: cam.id }, cam.restarts);
       // Only a change of the reported state is published on a state event; counters follow with the periodic status.
       const s = this.cameraStatus(cam);
-      if (this.hold.changed(cam.id, this.reportedState(cam))) this.publishCameraStatus(s);
+      if (!this.hold.isPublished(cam.id, s)) this.publishCameraStatus(s);
     });
     this.plc?.cameraAdded(this.cameraStatus(cam)); // issue 10
     const mf = model?.engine.manifest;
@@ -345,6 +345,7 @@ export class Daemon {
   }
 
   private publishCameraStatus(s: CameraStatusMessage): void {
+    this.hold.notePublished(s.camera, s);
     this.publisher?.publishCameraStatus(s);
     for (const sink of this.statusSinks) sink.publishCameraStatus(s);
     this.plc?.cameraStatus(s); // issue 10

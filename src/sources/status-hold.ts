@@ -41,12 +41,14 @@ export class FailedStateHold {
     return real;
   }
 
-  /** True when the reported state or reason differs from what was last published for this camera (and notes it). */
-  changed(camera: string, r: ReportedState): boolean {
-    const key = `${r.state}\u0000${r.error ?? ''}`;
-    if (this.published.get(camera) === key) return false;
-    this.published.set(camera, key);
-    return true;
+  /** Whether the outputs show this state and reason already (whatever published it: a state event or the timer). */
+  isPublished(camera: string, r: { state: CameraState; error?: string }): boolean {
+    return this.published.get(camera) === `${r.state}\u0000${r.error ?? ''}`;
+  }
+
+  /** Notes what was just published for the camera. */
+  notePublished(camera: string, r: { state: CameraState; error?: string }): void {
+    this.published.set(camera, `${r.state}\u0000${r.error ?? ''}`);
   }
 
   forget(camera: string): void {

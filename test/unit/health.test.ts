@@ -169,8 +169,10 @@ describe('failed-state hold (status debounce)', () => {
     const off = new FailedStateHold(0);
     off.view('y', { state: 'failed', error: 'e', since: 1 }, 1);
     assert.equal(off.view('y', { state: 'connecting', error: undefined, since: 2 }, 2).state, 'connecting', 'hold 0: every state');
-    assert.equal(hold.changed('x', { state: 'failed', error: 'a', since: 1 }), true);
-    assert.equal(hold.changed('x', { state: 'failed', error: 'a', since: 5 }), false);
-    assert.equal(hold.changed('x', { state: 'failed', error: 'b', since: 5 }), true);
+    assert.equal(hold.isPublished('x', { state: 'failed', error: 'a' }), false);
+    hold.notePublished('x', { state: 'failed', error: 'a' });
+    assert.equal(hold.isPublished('x', { state: 'failed', error: 'a' }), true);
+    assert.equal(hold.isPublished('x', { state: 'failed', error: 'b' }), false);
+    assert.equal(hold.isPublished('x', { state: 'connecting', error: undefined }), false);
   });
 });
