@@ -21,6 +21,7 @@ import { MqttOptions, Publisher } from './publish/mqtt';
 import { redactUrl } from './redact';
 import { ActiveThreshold, parseThreshold, ThresholdError } from './score/threshold';
 import { Camera, CAMERA_STATES, CameraState, IngestOptions } from './sources/camera';
+import { FailedStateHold, ReportedState } from './sources/status-hold';
 import type { FrameSize } from './sources/ffmpeg-args';
 import { UnscoredCamera } from './sources/unscored-camera';
 import { SystemdNotifier } from './systemd/notify';
@@ -113,6 +114,8 @@ export class Daemon {
   /** The threshold each camera is judged at now, as last applied (to log and publish changes only). */
   private readonly appliedThresholds = new Map<string, ActiveThreshold>();
   private statusTimer: NodeJS.Timeout | null = null;
+  /** The camera state every output reports (docs/mqtt.md, "Status debounce"). */
+  private readonly hold: FailedStateHold;
   private stopped = false;
   private readonly startedAt = Date.now();
 
@@ -125,6 +128,12 @@ export class Daemon {
     this.parts = { publisher: deps.publisher ?? defaultParts.publisher, camera: deps.camera ?? defaultParts.camera };
     this.sinks = deps.sinks ?? [];
     this.statusSinks = this.sinks.filter(isCameraStatusSink);
+    this.hold = new FailedStateHold(config.status.failedHoldMs);
+  }
+
+  /** The camera's state as reported everywhere: a failed camera's reconnect attempts stay `failed`. */
+  reportedState(cam: SupervisedCamera, now = Date.now()): ReportedState {
+    return this.hold.view(cam.id, { state: cam.state, error: cam.error, since: cam.since }, now);
   }
 
   /** The model a camera's config names: its own folder, else model.dir. */
@@ -234,7 +243,9 @@ export class Daemon {
     cam.on('state', (state) => {
       for (const s of CAMERA_STATES) this.metrics.cameraState.set({ camera: cam.id, state: s }, s === state ? 1 : 0);
       this.metrics.cameraRestarts.set({ camera: cam.id }, cam.restarts);
-      this.publishCameraStatus(this.cameraStatus(cam));
+      // Only a change of the reported state is published on a state event; counters follow with the periodic status.
+      const s = this.cameraStatus(cam);
+      if (!this.hold.isPublished(cam.id, s)) this.publishCameraStatus(s);
     });
     this.plc?.cameraAdded(this.cameraStatus(cam)); // issue 10
     const mf = model?.engine.manifest;
@@ -251,6 +262,7 @@ export class Daemon {
     this.appliedThresholds.delete(id);
     this.metrics.threshold.remove({ camera: id });
     this.metrics.driftShare.remove({ camera: id });
+    this.hold.forget(id);
     this.pipeline?.removeCamera(id);
     this.plc?.cameraRemoved(id); // issue 10
     await cam.stop();
@@ -403,6 +415,7 @@ export class Daemon {
   }
 
   private publishCameraStatus(s: CameraStatusMessage): void {
+    this.hold.notePublished(s.camera, s);
     this.publisher?.publishCameraStatus(s);
     for (const sink of this.statusSinks) sink.publishCameraStatus(s);
     this.plc?.cameraStatus(s); // issue 10
@@ -412,9 +425,10 @@ export class Daemon {
     const c = this.pipeline?.counter(cam.id) ?? { captured: 0, processed: 0, dropped: 0, ng: 0 };
     const loaded = this.camModels.get(cam.id);
     const m = loaded?.engine.manifest;
+    const shown = this.reportedState(cam);
     const s: CameraStatusMessage = {
       camera: cam.id,
-      state: cam.state,
+      state: shown.state,
       fps: Math.round(cam.fps() * 10) / 10,
       captured: c.captured,
       processed: c.processed,
@@ -422,9 +436,9 @@ export class Daemon {
       repeated: cam.repeated,
       provider: loaded?.engine.provider ?? 'none',
       model: { name: m?.name ?? '', version: m?.version ?? '' },
-      since: cam.since,
+      since: shown.since,
     };
-    if (cam.error) s.error = cam.error;
+    if (shown.error) s.error = shown.error;
     const modelError = this.modelErrors.get(cam.id);
     if (modelError) s.modelError = modelError;
     const plc = this.plc?.outputStatus(cam.id); // issue 10: the camera's Modbus reject output
@@ -458,7 +472,47 @@ export class Daemon {
     return { ok: false, reason: `${since}; cameras: ${cams || 'none'}` };
   }
 
+  /**
+   * What works but not fully: a failed or stalled camera (the others still inspect), a PLC (Modbus) link that is not
+   * up (its rejects are dropped), a Sparkplug connection that is down. /healthz stays 200 with status "degraded":
+   * restarting the daemon fixes none of these and would stop the cameras that work (docs/daemon.md, /healthz).
+   */
+  degradedReasons(now = Date.now()): string[] {
+    const out: string[] = [];
+    for (const c of this.cameras.values()) {
+      if (!this.camModels.has(c.id)) continue; // without a model: unhealthy, see health()
+      const r = this.reportedState(c, now);
+      if (r.state === 'failed' || r.state === 'stalled') out.push(`camera ${r.state}: ${c.id}${r.error ? ` (${r.error})` : ''}`);
+    }
+    const plc = this.plc?.health();
+    const links = new Map<string, { link: string; cameras: string[]; dropped: number; lastError?: string }>();
+    for (const [cam, o] of Object.entries(plc?.modbus ?? {})) {
+      const l = links.get(o.plc) ?? { link: o.link, cameras: [], dropped: 0, lastError: o.lastError };
+      l.cameras.push(cam);
+      l.dropped += o.dropped;
+      links.set(o.plc, l);
+    }
+    for (const [endpoint, l] of links) {
+      if (l.link === 'up') continue;
+      out.push(`PLC link ${l.link}: ${endpoint}${l.lastError ? ` (${l.lastError})` : ''}, rejects of ${l.cameras.join(', ')} are dropped (${l.dropped} so far)`);
+    }
+    if (plc?.sparkplug && !plc.sparkplug.connected) out.push('Sparkplug link down: the edge node is not connected to its broker');
+    return out;
+  }
+
+  /**
+   * /healthz and the console's badge, one set of rules: "unhealthy" (503: not ready, MQTT down, nothing processed,
+   * a frozen camera, a camera without a model), else "degraded" (200, degradedReasons()), else "ok".
+   */
   health(now = Date.now()): Health {
+    const h = this.healthRules(now);
+    const degraded = this.degradedReasons(now);
+    if (!h.ok) return { ...h, status: 'unhealthy', degraded };
+    if (degraded.length > 0) return { ...h, status: 'degraded', reason: degraded.join('; '), degraded };
+    return { ...h, status: 'ok', degraded };
+  }
+
+  private healthRules(now: number): Health {
     const primary = this.primaryModel();
     const modelErrors = Object.fromEntries(this.modelErrors);
     const base = {
@@ -468,7 +522,7 @@ export class Daemon {
       models: this.models?.info() ?? [],
       ...(this.modelErrors.size > 0 ? { modelErrors } : {}),
       mqttConnected: this.publisher?.connected ?? false,
-      cameras: Object.fromEntries([...this.cameras.values()].map((c) => [c.id, c.state])),
+      cameras: Object.fromEntries([...this.cameras.values()].map((c) => [c.id, this.reportedState(c, now).state])),
       lastProcessedAt: this.pipeline?.lastProcessedAt || null,
       uptimeS: Math.round((now - this.startedAt) / 1000),
       ...this.plc?.health(), // issue 10: sparkplug / modbus link states (informational, not part of ok)

@@ -122,6 +122,22 @@ export function addFormats(): void {
     coerce: (v: string) => (v.trim() === '' ? NaN : Number(v)),
   });
   convict.addFormat({
+    name: 'host-list',
+    validate(v: unknown) {
+      if (!Array.isArray(v)) throw new Error('must be a list of host names, e.g. ["console.plant.example", "10.0.0.5:8080"]');
+      for (const h of v) {
+        if (typeof h !== 'string' || !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?$/.test(h.trim())) {
+          throw new Error(`${JSON.stringify(h)} is not a host name or host:port (no scheme, no path)`);
+        }
+      }
+    },
+    coerce: (v: string) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0),
+  });
+  convict.addFormat({
     name: 'non-empty-string',
     validate(v: unknown) {
       if (typeof v !== 'string' || v.trim().length === 0) throw new Error('must be a non-empty string');
@@ -210,6 +226,12 @@ export function buildSchema() {
         env: 'ETSTPM_CONSOLE_TOKEN',
         sensitive: true,
       },
+      allowedHosts: {
+        doc: 'More Host names ("name" or "name:port") the console answers to, beside the address it is reached on (a reverse proxy, a DNS name, a port forward)',
+        format: 'host-list',
+        default: [] as string[],
+        env: 'ETSTPM_CONSOLE_ALLOWED_HOSTS',
+      },
       ngHistory: { doc: 'NG frames kept in memory per camera for review', format: 'non-negative-int', default: 20 },
       trendSeconds: { doc: 'Score trend window per camera (seconds)', format: 'positive-int', default: 300 },
       reviewDir: { doc: 'Folder for frames marked "false reject" (<dir>/<camera>/false-reject/)', format: 'non-empty-string', default: 'review', env: 'ETSTPM_CONSOLE_REVIEW_DIR' },
@@ -224,6 +246,11 @@ export function buildSchema() {
     },
     status: {
       intervalMs: { doc: 'Camera status topic, log summary and systemd STATUS= period', format: 'positive-int', default: 5000 },
+      failedHoldMs: {
+        doc: 'A failed camera\'s reconnect attempts are reported as "failed" until it streams or one attempt stays "connecting" this long (0 = report every state)',
+        format: 'non-negative-int',
+        default: 30000,
+      },
     },
     // Drift of good parts' scores (docs/daemon.md, "Drift"); read at start, not at SIGHUP.
     drift: {

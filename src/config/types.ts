@@ -41,13 +41,14 @@ export interface DaemonConfig {
   snapshot: { onNg: boolean; everyN: number; format: 'jpeg' | 'png'; maxBytes: number };
   ingest: IngestOptions;
   http: { host: string; port: number };
-  status: { intervalMs: number };
+  status: { intervalMs: number; failedHoldMs: number };
   /** Drift of the OK parts' scores per camera (docs/daemon.md, "Drift"). */
   drift: { window: number; warnShare: number };
   // operator console (issue 9, src/console)
   console: {
     enabled: boolean;
     token: string;
+    allowedHosts: string[];
     ngHistory: number;
     trendSeconds: number;
     reviewDir: string;

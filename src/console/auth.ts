@@ -1,7 +1,8 @@
 /**
  * Who may change things. Reading is always allowed (the same data as /healthz and the status topics). Control
- * actions (capture, false reject) need `Authorization: Bearer <console.token>` whenever a token is configured; with
- * no token they are allowed only while the server listens on loopback, and refused (read-only console) otherwise.
+ * actions (capture, false reject, over HTTP or MQTT) need the console token whenever one is configured
+ * (`Authorization: Bearer <console.token>`, or `"token"` in an MQTT command); with no token they are allowed only
+ * while the server listens on loopback, and refused (read-only console) otherwise. docs/console.md, "Who may control".
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
@@ -32,16 +33,24 @@ export class ControlGate {
     this.tokenDigest = token === '' ? null : digest(token);
   }
 
-  /** null = allowed; otherwise the HTTP status and reason (never echoing what was sent). */
-  check(authorization: string | undefined): { status: number; message: string } | null {
+  /**
+   * The one control policy, for every way in (HTTP routes, MQTT commands): null = allowed; otherwise the HTTP
+   * status and reason (never echoing what was sent). `token`: the credential the request carried, if any.
+   */
+  authorize(token: string | undefined, how = 'control actions need "Authorization: Bearer <console.token>"'): { status: number; message: string } | null {
     if (this.mode === 'open') return null;
     if (this.mode === 'read-only') {
       return { status: 403, message: 'console is read-only: it listens beyond loopback and console.token is not set' };
     }
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
-    if (!m) return { status: 401, message: 'control actions need "Authorization: Bearer <console.token>"' };
+    if (token === undefined || token === '') return { status: 401, message: how };
     // Equal-length digests: the comparison time says nothing about the token.
-    if (!timingSafeEqual(digest(m[1]), this.tokenDigest as Buffer)) return { status: 401, message: 'wrong console token' };
+    if (!timingSafeEqual(digest(token), this.tokenDigest as Buffer)) return { status: 401, message: 'wrong console token' };
     return null;
+  }
+
+  /** HTTP: the Authorization header. */
+  check(authorization: string | undefined): { status: number; message: string } | null {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
+    return this.authorize(m?.[1]);
   }
 }

@@ -25,6 +25,7 @@ export interface LatestFrame {
   seq: number;
   capturedAt: number;
   score: number;
+  rawScore: number;
   verdict: 'ok' | 'ng';
   frame: Buffer;
   map: Float32Array;
@@ -99,7 +100,7 @@ export class CameraHistory {
   record(r: ConsoleResult, nextId: () => number, now = Date.now()): NgEntry | null {
     this.trend.push(r.capturedAt, r.score);
     if (this.watched(now)) {
-      this.latest = { seq: r.seq, capturedAt: r.capturedAt, score: r.score, verdict: r.verdict, frame: r.frame, map: new Float32Array(r.map), model: r.model };
+      this.latest = { seq: r.seq, capturedAt: r.capturedAt, score: r.score, rawScore: r.rawScore, verdict: r.verdict, frame: r.frame, map: new Float32Array(r.map), model: r.model };
     } else {
       this.latest = null; // nobody looks: hold no frame
     }

@@ -29,10 +29,16 @@ export interface LiveImage {
   seq: number;
   capturedAt: number;
   score: number;
+  /** The model's own score and threshold: the normalised one is clamped to [0, 1] (docs/console.md, "Scores"). */
+  rawScore: number;
+  rawThreshold: number;
   verdict: string;
 }
 
 const MAX_RENDERS = 2;
+
+/** MQTT commands that only read. Every other action, known or added later, is control: commandAuth() first. */
+const READ_ACTIONS: ReadonlySet<string> = new Set(['capture-status']);
 
 const METHOD_NAMES: Record<string, string> = { stpm: 'ET-STPM', membank: 'memory bank' };
 
@@ -154,7 +160,9 @@ export class ConsoleHub {
     if (!f) return null;
     const cached = this.liveRenders.get(camera);
     if (cached && cached.seq === f.seq) return cached.image;
-    const image = this.overlayJpeg(f.frame, f.map, f.model, true).then((jpeg) => ({ jpeg, seq: f.seq, capturedAt: f.capturedAt, score: f.score, verdict: f.verdict }));
+    const image = this.overlayJpeg(f.frame, f.map, f.model, true).then((jpeg) => ({
+      jpeg, seq: f.seq, capturedAt: f.capturedAt, score: f.score, rawScore: f.rawScore, rawThreshold: f.model.normalization.threshold, verdict: f.verdict,
+    }));
     this.liveRenders.set(camera, { seq: f.seq, image });
     image.catch(() => this.liveRenders.delete(camera));
     return image;
@@ -165,12 +173,18 @@ export class ConsoleHub {
     return { threshold: 0.5, ...this.history(camera).trend.since(Date.now() - seconds * 1000) };
   }
 
-  ngList(camera: string): Array<Record<string, unknown>> {
+  /**
+   * The NG frames kept, newest first, or by raw score (highest first): normalised scores of clear defects all
+   * clamp at 1.000, the raw score still ranks them.
+   */
+  ngList(camera: string, order: 'newest' | 'raw' = 'newest'): Array<Record<string, unknown>> {
     this.requireCamera(camera);
     const h = this.history(camera);
-    return h.ng
-      .map((e) => ({ id: e.id, seq: e.seq, capturedAt: e.capturedAt, score: e.score, rawScore: e.rawScore, savedTo: e.savedTo ?? null }))
+    const items = h.ng
+      .map((e) => ({ id: e.id, seq: e.seq, capturedAt: e.capturedAt, score: e.score, rawScore: e.rawScore, rawThreshold: e.model.normalization.threshold, savedTo: e.savedTo ?? null }))
       .reverse();
+    if (order === 'raw') items.sort((a, b) => b.rawScore - a.rawScore || b.id - a.id);
+    return items;
   }
 
   private ngEntry(camera: string, id: number): NgEntry {
@@ -234,18 +248,24 @@ export class ConsoleHub {
   }
 
   /**
-   * The control policy of the HTTP routes, for an MQTT command: the token travels in the payload ("token"). Only
-   * threshold changes are checked so far; capture commands rely on the broker's ACL (docs/mqtt.md, "Commands").
+   * The control policy for an MQTT command, the same as for HTTP control (ControlGate.authorize): null = allowed,
+   * else the refusal. `token` is the command's "token" field. docs/mqtt.md, "Commands".
    */
-  private checkMqttControl(token: unknown): void {
-    if (this.gate.mode === 'open') return;
-    if (this.gate.mode === 'token' && typeof token !== 'string') throw new ConsoleError('this command needs "token": "<console.token>" in the payload', 401);
-    const denied = this.gate.check(typeof token === 'string' ? `Bearer ${token}` : undefined);
-    if (denied) throw new ConsoleError(denied.message, denied.status);
+  commandAuth(action: string, token: unknown): string | null {
+    if (READ_ACTIONS.has(action)) return null;
+    if (token !== undefined && typeof token !== 'string') return '"token" must be a string (console.token)';
+    const denied = this.gate.authorize(token, 'control commands need "token": "<console.token>" in the payload');
+    return denied ? `MQTT control refused: ${denied.message}` : null;
   }
 
-  /** MQTT command entry (mqtt-commands.ts). */
-  async command(camera: string, action: string, args: Record<string, unknown>): Promise<CommandReply> {
+  /** MQTT command entry (mqtt-commands.ts). The "token" field is checked and removed before the action sees it. */
+  async command(camera: string, action: string, withToken: Record<string, unknown>): Promise<CommandReply> {
+    const { token, ...args } = withToken;
+    const denied = this.commandAuth(action, token);
+    if (denied) {
+      this.log.warn({ camera, action, err: denied }, 'MQTT command refused');
+      return { action, ok: false, error: denied };
+    }
     try {
       if (action === 'capture-start') {
         const unknown = Object.keys(args).filter((k) => !['everyN', 'maxImages', 'maxBytes'].includes(k));
@@ -255,12 +275,10 @@ export class ConsoleHub {
       if (action === 'capture-stop') return { action, ok: true, capture: this.captureStop(camera) };
       if (action === 'capture-status') return { action, ok: true, capture: this.captureStatus(camera) };
       if (action === 'threshold') {
-        const { token, ...rest } = args;
-        this.checkMqttControl(token);
-        const unknown = Object.keys(rest).filter((k) => k !== 'threshold');
+        const unknown = Object.keys(args).filter((k) => k !== 'threshold');
         if (unknown.length) throw new ConsoleError(`unknown field(s) ${unknown.join(', ')} (threshold, token)`, 400);
-        if (!('threshold' in rest)) throw new ConsoleError('missing "threshold" (a raw score >= 0, or null for the configured/model threshold)', 400);
-        return { action, ok: true, threshold: this.setThreshold(camera, rest.threshold, 'mqtt').threshold };
+        if (!('threshold' in args)) throw new ConsoleError('missing "threshold" (a raw score >= 0, or null for the configured/model threshold)', 400);
+        return { action, ok: true, threshold: this.setThreshold(camera, args.threshold, 'mqtt').threshold };
       }
       throw new ConsoleError(`unknown action "${action}" (capture-start, capture-stop, capture-status, threshold)`, 400);
     } catch (err) {

@@ -3,9 +3,9 @@
  *
  *   GET  /                                       the page (assets under /assets/)
  *   GET  /api/state                              overview: health, cameras with counters and capture, model, control mode
- *   GET  /api/cameras/:cam/live.jpg              latest frame + heat map + mask outline (x-seq, x-score, x-verdict)
+ *   GET  /api/cameras/:cam/live.jpg              latest frame + heat map + mask outline (x-seq, x-score, x-raw-score, x-verdict)
  *   GET  /api/cameras/:cam/trend?seconds=300     scores over time against the threshold (0.5)
- *   GET  /api/cameras/:cam/ng                    the last NG frames kept in memory
+ *   GET  /api/cameras/:cam/ng?order=newest|raw   the last NG frames kept in memory (raw: highest raw score first)
  *   GET  /api/cameras/:cam/ng/:id.jpg            one NG frame with its overlay
  *   POST /api/cameras/:cam/ng/:id/false-reject   save that frame to the review folder          (control)
  *   GET  /api/cameras/:cam/capture               capture status
@@ -18,9 +18,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log';
 import { Assets, loadAssets } from './assets';
+import { HostCheck } from './host-check';
 import { ConsoleError, ConsoleHub } from './hub';
 
 const MAX_BODY = 4096;
+const REFUSAL_LOG_MS = 10_000;
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
@@ -70,17 +72,6 @@ function onlyKeys(body: Record<string, unknown>, allowed: string[]): void {
   if (extra.length) throw new ConsoleError(`unknown field(s) ${extra.join(', ')}${allowed.length ? ` (allowed: ${allowed.join(', ')})` : ' (no fields expected)'}`, 400);
 }
 
-/** A cross-origin browser request (Origin set and not this host) must not trigger actions. */
-function crossOrigin(req: IncomingMessage): boolean {
-  const origin = req.headers.origin;
-  if (!origin) return false;
-  try {
-    return new URL(origin).host !== req.headers.host;
-  } catch {
-    return true;
-  }
-}
-
 function segment(s: string): string {
   try {
     return decodeURIComponent(s);
@@ -97,9 +88,13 @@ function ngId(s: string): number {
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
 export function consoleHandler(hub: ConsoleHub, log: Logger, assets: Assets = loadAssets()): RequestHandler {
+  const hosts = new HostCheck(hub.opts.host, hub.opts.allowedHosts ?? []);
   const route = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     const method = req.method ?? 'GET';
     const path = url.pathname;
+    // Every console request, page included: a rebinding page must not even read the state (docs/console.md).
+    const misdirected = hosts.checkHost(req);
+    if (misdirected) throw new ConsoleError(misdirected, 421);
     const asset = assets.files.get(path === '/index.html' ? '/' : path);
     if (asset) {
       if (method !== 'GET' && method !== 'HEAD') return sendError(res, 405, `${method} not allowed on ${path}`, { allow: 'GET, HEAD' });
@@ -124,7 +119,8 @@ export function consoleHandler(hub: ConsoleHub, log: Logger, assets: Assets = lo
     const rest = m[2];
     const isPost = method === 'POST';
     const control = async (): Promise<Record<string, unknown>> => {
-      if (crossOrigin(req)) throw new ConsoleError('cross-origin control request refused', 403);
+      const foreign = hosts.checkOrigin(req);
+      if (foreign) throw new ConsoleError(foreign, 403);
       const denied = hub.gate.check(req.headers.authorization);
       if (denied) throw new ConsoleError(denied.message, denied.status);
       return readJsonBody(req);
@@ -139,6 +135,8 @@ export function consoleHandler(hub: ConsoleHub, log: Logger, assets: Assets = lo
       return sendJpeg(res, live.jpeg, {
         'x-seq': String(live.seq),
         'x-score': live.score.toFixed(4),
+        'x-raw-score': String(live.rawScore),
+        'x-raw-threshold': String(live.rawThreshold),
         'x-verdict': live.verdict,
         'x-captured-at': String(live.capturedAt),
       });
@@ -154,7 +152,9 @@ export function consoleHandler(hub: ConsoleHub, log: Logger, assets: Assets = lo
     }
     if (rest === 'ng') {
       want('GET');
-      return sendJson(res, 200, { camera, kept: hub.opts.ngHistory, items: hub.ngList(camera) });
+      const order = url.searchParams.get('order') ?? 'newest';
+      if (order !== 'newest' && order !== 'raw') throw new ConsoleError(`order must be "newest" or "raw" (highest raw score first), got "${order.slice(0, 40)}"`, 400);
+      return sendJson(res, 200, { camera, kept: hub.opts.ngHistory, order, items: hub.ngList(camera, order) });
     }
     const img = /^ng\/([^/]+)\.jpg$/.exec(rest);
     if (img) {
@@ -193,6 +193,7 @@ export function consoleHandler(hub: ConsoleHub, log: Logger, assets: Assets = lo
     return sendError(res, 404, `not found: ${path}`);
   };
 
+  let lastRefusalLog = 0;
   return (req, res) => {
     let url: URL;
     try {
@@ -206,6 +207,11 @@ export function consoleHandler(hub: ConsoleHub, log: Logger, assets: Assets = lo
     route(req, res, url).catch((err: Error) => {
       if (err instanceof ConsoleError) {
         if (err.status >= 500) log.warn({ path: p, err: err.message }, 'console request failed');
+        else if ((err.status === 421 || err.status === 403) && Date.now() - lastRefusalLog > REFUSAL_LOG_MS) {
+          // A hostile page can repeat these as fast as it likes: one line per REFUSAL_LOG_MS is enough to notice.
+          lastRefusalLog = Date.now();
+          log.warn({ path: p, method: req.method, err: err.message }, 'console request refused');
+        }
         sendError(res, err.status, err.message, err.status === 405 ? { allow: 'GET, POST' } : {});
         return;
       }

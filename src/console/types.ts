@@ -84,6 +84,8 @@ export interface ConsoleOptions {
   token: string;
   /** Address the HTTP server is bound to (decides whether control needs the token). */
   host: string;
+  /** More Host names the console answers to (console.allowedHosts; host-check.ts). */
+  allowedHosts?: string[];
   ngHistory: number;
   trendSeconds: number;
   reviewDir: string;

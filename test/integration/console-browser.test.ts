@@ -2,8 +2,11 @@
  * Issue 9 in a real browser: Debian's chromium (driven by playwright-core, no browser download) against the daemon
  * as a process (`node dist/src/main.js`) with the demo model and the synthetic camera. The overview lists the camera,
  * the live image changes, NG frames appear in the review list and one is saved as a false reject, and the capture
- * button writes a dataset that the training toolkit's own validation accepts. Screenshots go to
- * test-artifacts/console/ (git-ignored).
+ * button writes a dataset that the training toolkit's own validation accepts. A second camera points at a closed port
+ * and sim-1's Modbus reject output at a PLC address nothing listens on: at 1024 px the page shows health "degraded"
+ * with both reasons, the failed camera and the down PLC link in red, nothing clipped; NG frames rank by raw score;
+ * a stopped daemon (SIGSTOP) greys the page out under "daemon unreachable since ...", cleared after SIGCONT.
+ * Screenshots go to test-artifacts/console/ (git-ignored).
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -38,13 +41,15 @@ describe('operator console in chromium', { skip }, () => {
   let browser: Browser;
   let page: Page;
   let base = '';
+  let plcPort = 0;
   const pageErrors: string[] = [];
 
   before(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
     const httpPort = await freePort();
+    plcPort = await freePort();
     const cfg = baseConfig({
-      cameras: [{ id: 'sim-1', url: 'synthetic://?defectRate=0.5&fps=4&seed=5' }],
+      cameras: [{ id: 'sim-1', url: 'synthetic://?defectRate=0.5&fps=4&seed=5' }, { id: 'dead', url: `rtsp://127.0.0.1:${await freePort()}/cam` }],
       modelDir: DEMO_MODEL,
       mqttUrl: '',
       prefix: 'console-it',
@@ -52,6 +57,7 @@ describe('operator console in chromium', { skip }, () => {
       extra: {
         mqtt: { embeddedPort: await freePort() },
         console: { reviewDir, capture: { root: captureRoot, maxImages: 50 } },
+        modbus: { reconnectMinMs: 200, reconnectMaxMs: 1000, outputs: [{ camera: 'sim-1', host: '127.0.0.1', port: plcPort, type: 'coil', address: 0 }] },
       },
     });
     daemon = new Daemon(tmp.dir, cfg, { name: 'console-daemon' });
@@ -141,6 +147,82 @@ describe('operator console in chromium', { skip }, () => {
     assert.equal(meta.method, 'membank');
     assert.equal(meta.train_images, 3);
     assert.ok(meta.calibration, 'the captured run is calibrated');
+  });
+
+  /** Page wider than the window, or an element's right edge beyond it: what "clipped" means here. */
+  async function assertNotClipped(width: number): Promise<void> {
+    const scrollWidth = await page.evaluate('document.documentElement.scrollWidth') as number;
+    assert.ok(scrollWidth <= width, `page ${scrollWidth} px wide in a ${width} px window`);
+    const table = await page.locator('[data-testid=overview] .table-wrap').evaluate((e: any) => ({ scroll: e.scrollWidth as number, client: e.clientWidth as number }));
+    assert.ok(table.scroll <= table.client, `camera table ${table.scroll} px in a ${table.client} px card: columns cut off`);
+    for (const sel of ['[data-testid=capture-stop]', '[data-testid=capture-start]', '[data-testid=trend]', '[data-testid=live-image]', '[data-testid=health-panel]']) {
+      const box = await page.locator(sel).boundingBox();
+      assert.ok(box, `${sel} is laid out`);
+      assert.ok(box.x >= 0 && box.x + box.width <= width + 0.5, `${sel} spans ${box.x}..${box.x + box.width} in a ${width} px window`);
+    }
+    const trend = await page.locator('[data-testid=trend]').evaluate((c: any) => ({ css: c.clientWidth as number, px: c.width as number, parent: c.parentElement.clientWidth as number }));
+    assert.ok(trend.css >= 200 && Math.abs(trend.css - trend.parent) <= 2, `trend canvas ${trend.css} px in a ${trend.parent} px container`);
+  }
+
+  it('at 1024 px: health degraded with the failed camera and the down PLC link in red, nothing clipped (also 1280, 1920)', async () => {
+    await page.setViewportSize({ width: 1024, height: 900 });
+    const dead = page.locator('[data-testid=overview] tr[data-camera="dead"] [data-testid=camera-state]');
+    await waitFor('camera "dead" failed in the overview', async () => (await dead.textContent()) === 'failed', 60000, 200);
+    const plc = page.locator(`[data-testid=plc-link][data-plc="127.0.0.1:${plcPort}"]`);
+    await waitFor('the PLC link down', async () => (await plc.getAttribute('data-state').catch(() => null)) === 'down', 60000, 200);
+    const health = page.locator('[data-testid=health]');
+    await waitFor('health "degraded"', async () => (await health.getAttribute('data-status')) === 'degraded', 30000, 200);
+    const problems = (await page.locator('[data-testid=problems]').textContent()) ?? '';
+    assert.match(problems, /camera failed: dead/);
+    assert.match(problems, new RegExp(`PLC link down: 127\\.0\\.0\\.1:${plcPort}.*rejects of sim-1 are dropped`));
+    const red = 'rgb(196, 50, 10)';
+    const bg = (l: ReturnType<Page['locator']>) => l.evaluate((e) => (globalThis as any).getComputedStyle(e).backgroundColor as string);
+    assert.equal(await bg(dead), red, 'failed camera badge');
+    assert.equal(await bg(plc.locator('.badge')), red, 'PLC link badge');
+    assert.equal(await bg(health.locator('.badge')), 'rgb(181, 71, 8)', 'health badge amber (degraded)');
+    // The same verdict as /healthz: one set of rules.
+    const hz = await fetch(`${base}/healthz`);
+    assert.equal(hz.status, 200);
+    assert.equal(((await hz.json()) as { status: string }).status, 'degraded');
+    await page.locator('[data-testid=live-image]').waitFor({ timeout: 60000 });
+    for (const width of [1024, 1280, 1920]) {
+      await page.setViewportSize({ width, height: 900 });
+      await page.waitForTimeout(2500); // the trend redraws at its new size; a poll or two
+      await page.screenshot({ path: join(ARTIFACTS, `layout-${width}.png`), fullPage: true });
+      await assertNotClipped(width);
+    }
+    await page.setViewportSize({ width: 1024, height: 900 });
+  });
+
+  it('NG frames show the raw score beside the clamped one and rank by it', async () => {
+    assert.match((await page.locator('[data-testid=live-raw]').textContent()) ?? '', /raw -?\d[\d.e+-]* \(threshold -?\d/);
+    await page.selectOption('[data-testid=ng-order-select]', 'raw');
+    await waitFor('the NG list ordered by raw score', async () => (await page.locator('[data-testid=ng-item]').count()) >= 2, 120000, 250);
+    await page.waitForTimeout(2500); // the list reloads in the new order on its next poll
+    const raws = (await page.locator('[data-testid=ng-raw]').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-raw')))));
+    assert.ok(raws.length >= 2);
+    assert.deepEqual(raws, [...raws].sort((a, b) => b - a), `raw scores not ranked: ${raws.join(', ')}`);
+    await page.screenshot({ path: join(ARTIFACTS, 'ng-by-raw-1024.png'), fullPage: true });
+    await page.selectOption('[data-testid=ng-order-select]', 'newest');
+  });
+
+  it('a stopped daemon greys the page out under "daemon unreachable since ...", cleared once it answers again', async () => {
+    const stale = page.locator('[data-testid=stale]');
+    assert.equal(await stale.count(), 0);
+    daemon.proc.signal('SIGSTOP');
+    try {
+      await stale.waitFor({ timeout: 30000 });
+      assert.match((await stale.textContent()) ?? '', /daemon unreachable since \d\d:\d\d:\d\d \(no answer within 4 s\); last data \d\d:\d\d:\d\d/);
+      assert.equal(await page.locator('[data-testid=health]').getAttribute('data-status'), 'unknown');
+      assert.equal(await page.evaluate("document.body.classList.contains('stale')"), true);
+      await page.screenshot({ path: join(ARTIFACTS, 'stale-1024.png'), fullPage: true });
+    } finally {
+      daemon.proc.signal('SIGCONT');
+    }
+    await stale.waitFor({ state: 'detached', timeout: 30000 });
+    assert.equal(await page.evaluate("document.body.classList.contains('stale')"), false);
+    await waitFor('health shown again', async () => (await page.locator('[data-testid=health]').getAttribute('data-status')) === 'degraded', 30000, 200);
+    await page.screenshot({ path: join(ARTIFACTS, 'recovered-1024.png'), fullPage: true });
   });
 
   it('no script error on the page', () => {

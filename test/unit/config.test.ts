@@ -168,3 +168,17 @@ describe('config/ examples', () => {
     });
   }
 });
+
+describe('config: console.allowedHosts and status.failedHoldMs', () => {
+  it('host names from the environment (comma-separated) or a file; a URL or path is refused naming the key', () => {
+    const r = loadConfig({ argv: [], env: { ETSTPM_CONSOLE_ALLOWED_HOSTS: 'console.plant.example, 10.0.0.5:8080 ,[fd00::5]:9464' } });
+    assert.equal(r.kind, 'ok');
+    if (r.kind !== 'ok') return;
+    assert.deepEqual(r.config.console.allowedHosts, ['console.plant.example', '10.0.0.5:8080', '[fd00::5]:9464']);
+    assert.equal(r.config.status.failedHoldMs, 30000);
+    const bad = errors([], { ETSTPM_CONSOLE_ALLOWED_HOSTS: 'http://console.plant.example/' });
+    assert.ok(bad.some((e) => /console\.allowedHosts/.test(e) && /not a host name or host:port/.test(e)), bad.join('\n'));
+    const f = tmpFile(JSON.stringify({ status: { failedHoldMs: -1 } }));
+    assert.ok(errors(['--config', f]).some((e) => /status\.failedHoldMs/.test(e)));
+  });
+});

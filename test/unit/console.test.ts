@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import mqtt from 'mqtt';
 import sharp from 'sharp';
@@ -49,7 +50,7 @@ interface Setup {
   close(): Promise<void>;
 }
 
-async function setup(o: { reviewDir?: string; host?: string; token?: string; root?: string; minFreeBytes?: number; ngHistory?: number; maxImages?: number; maxBytes?: number } = {}): Promise<Setup> {
+async function setup(o: { reviewDir?: string; host?: string; allowedHosts?: string[]; token?: string; root?: string; minFreeBytes?: number; ngHistory?: number; maxImages?: number; maxBytes?: number } = {}): Promise<Setup> {
   const dir = mkdtempSync(join(tmpdir(), 'etstpm-console-'));
   const logs = captureLog('debug');
   const cams = ['cam-1', 'cam 2'];
@@ -57,6 +58,7 @@ async function setup(o: { reviewDir?: string; host?: string; token?: string; roo
     options: {
       enabled: true,
       token: o.token ?? '',
+      ...(o.allowedHosts ? { allowedHosts: o.allowedHosts } : {}),
       ngHistory: o.ngHistory ?? 5,
       trendSeconds: 60,
       reviewDir: o.reviewDir ?? join(dir, 'review'),
@@ -516,6 +518,226 @@ describe('console: MQTT command topic', () => {
       await daemonClient.endAsync();
       await broker.close();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** An HTTP request with exactly these headers (fetch would set Host and Origin itself). */
+function rawRequest(port: number, o: { method?: string; path: string; headers?: Record<string, string>; body?: string; setHost?: boolean }): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method: o.method ?? 'GET', path: o.path, headers: o.headers ?? {}, setHost: o.setHost ?? !o.headers?.host }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end(o.body);
+  });
+}
+
+describe('console: Host and Origin checks (DNS rebinding)', () => {
+  it('answers only to the address and port it listens on (and loopback names), 421 with the reason otherwise', async () => {
+    const s = await setup();
+    try {
+      const port = s.http.port;
+      for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST:${port}`, `[::1]:${port}`]) {
+        assert.equal((await rawRequest(port, { path: '/api/state', headers: { host } })).status, 200, host);
+      }
+      for (const host of [`attacker.example:${port}`, `127.0.0.1:${port + 1}`, '127.0.0.1', `localhost.attacker.example:${port}`, `192.168.1.5:${port}`, 'bad host']) {
+        for (const path of ['/', '/assets/app.js', '/api/state', '/api/cameras/cam-1/ng']) {
+          const r = await rawRequest(port, { path, headers: { host } });
+          assert.equal(r.status, 421, `${host} ${path}`);
+          if (path.startsWith('/api')) assert.match((JSON.parse(r.body) as { error: string }).error, /is not an address of this console.*console\.allowedHosts/);
+        }
+      }
+      // No Host at all: node's HTTP/1.1 parser answers 400 before the console sees it (requireHostHeader).
+      assert.ok([400, 421].includes((await rawRequest(port, { path: '/api/state', setHost: false })).status), 'no Host header');
+      // The rebinding attack itself: the page's own name as Host, its own origin; no capture starts.
+      const attack = await rawRequest(port, { method: 'POST', path: '/api/cameras/cam-1/capture/start',
+        headers: { host: `attacker.example:${port}`, origin: `http://attacker.example:${port}`, 'content-type': 'application/json' }, body: '{}' });
+      assert.equal(attack.status, 421);
+      assert.equal(s.parts.hub.captureStatus('cam-1').state, 'idle');
+      // /healthz and /metrics are not the console's: probes may send any Host.
+      assert.equal((await rawRequest(port, { path: '/healthz', headers: { host: 'probe.invalid' } })).status, 200);
+      // Refusals are logged, rate-limited (a hostile page can repeat them as fast as it likes).
+      const refused = s.logs.lines.filter((l) => l.msg === 'console request refused');
+      assert.ok(refused.length >= 1 && refused.length <= 2, `refusal log lines: ${refused.length}`);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('console.allowedHosts adds names ("name" = any port, "name:port" = that port)', async () => {
+    const s = await setup({ host: '0.0.0.0', allowedHosts: ['console.plant.example', 'proxy.plant.example:8443'] });
+    try {
+      const port = s.http.port;
+      const status = async (host: string): Promise<number> => (await rawRequest(port, { path: '/api/state', headers: { host } })).status;
+      assert.equal(await status(`console.plant.example:${port}`), 200);
+      assert.equal(await status('console.plant.example'), 200);
+      assert.equal(await status('Console.Plant.Example.:80'), 200);
+      assert.equal(await status('proxy.plant.example:8443'), 200);
+      assert.equal(await status('proxy.plant.example:8444'), 421);
+      assert.equal(await status(`evil.plant.example:${port}`), 421);
+      assert.equal(await status(`127.0.0.1:${port}`), 200, 'the address the connection arrived at');
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('state-changing requests with a foreign Origin are refused (403), same-console origins and no Origin are not', async () => {
+    const s = await setup();
+    try {
+      const port = s.http.port;
+      const start = (origin?: string) => rawRequest(port, { method: 'POST', path: '/api/cameras/cam-1/capture/start',
+        headers: { 'content-type': 'application/json', ...(origin === undefined ? {} : { origin }) }, body: '{"maxImages": 1}' });
+      const stop = () => rawRequest(port, { method: 'POST', path: '/api/cameras/cam-1/capture/stop', headers: { 'content-type': 'application/json' }, body: '{}' });
+      for (const origin of ['http://attacker.example', `http://attacker.example:${port}`, 'null', `http://127.0.0.1:${port + 1}`, 'file://']) {
+        const r = await start(origin);
+        assert.equal(r.status, 403, origin);
+        assert.match((JSON.parse(r.body) as { error: string }).error, /cross-origin control request refused/, origin);
+        assert.equal(s.parts.hub.captureStatus('cam-1').state, 'idle', origin);
+      }
+      for (const origin of [`http://127.0.0.1:${port}`, `http://localhost:${port}`, undefined]) {
+        assert.equal((await start(origin)).status, 200, String(origin));
+        assert.equal((await stop()).status, 200);
+      }
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('console: MQTT commands under the HTTP control policy', () => {
+  async function mqttConsole(o: { host: string; token: string }) {
+    const dir = mkdtempSync(join(tmpdir(), 'etstpm-console-mqtt-auth-'));
+    const logs = captureLog('debug');
+    const broker = await startEmbeddedBroker('127.0.0.1', 0, logs.log);
+    const daemonClient = mqtt.connect(broker.url, { protocolVersion: 4 });
+    const operator = mqtt.connect(broker.url, { protocolVersion: 4 });
+    const parts = createConsole({
+      options: {
+        enabled: true, token: o.token, ngHistory: 2, trendSeconds: 10, reviewDir: join(dir, 'review'), mqttCommands: true,
+        capture: { root: join(dir, 'captures'), everyN: 1, maxImages: 3, maxBytes: 1e7, minFreeBytes: 0 },
+      },
+      host: o.host,
+      topicPrefix: 'p',
+      model: { dir, name: 'm', version: 'v', width: W, height: H, normalization: NORM },
+      sources: { health: () => ({ ok: true }), cameras: () => [{ camera: 'cam-1', state: 'streaming', fps: 1, captured: 0, processed: 0, dropped: 0, ng: 0, provider: 'cpu', model: { name: 'm', version: 'v' }, since: 0 }] },
+      mqtt: daemonClient,
+      log: logs.log,
+    });
+    const replies: Array<Record<string, any>> = [];
+    await until(() => daemonClient.connected && operator.connected, 10000, 'both MQTT clients connected');
+    operator.on('message', (_topic, payload) => replies.push(JSON.parse(payload.toString()) as Record<string, any>));
+    await operator.subscribeAsync('p/+/command/reply', { qos: 1 });
+    for (let i = 0; i < 50 && replies.length === 0; i++) {
+      await operator.publishAsync('p/cam-1/command', '{"action":"capture-status"}', { qos: 1 });
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    await until(() => replies.length >= 1, 5000, 'the command subscription');
+    await new Promise((res) => setTimeout(res, 300));
+    replies.length = 0;
+    const send = async (payload: Record<string, unknown>): Promise<Record<string, any>> => {
+      const n = replies.length + 1;
+      await operator.publishAsync('p/cam-1/command', JSON.stringify(payload), { qos: 1 });
+      await until(() => replies.length >= n, 10000, `reply ${n}`);
+      return replies[n - 1];
+    };
+    return {
+      parts, logs, send,
+      close: async () => {
+        await parts.close();
+        await operator.endAsync();
+        await daemonClient.endAsync();
+        await broker.close();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }
+
+  it('token mode: control commands need "token" (constant-time compared), reads do not; refusals published and logged without the token', async () => {
+    const token = 'Mqtt-console-T0ken-77';
+    const c = await mqttConsole({ host: '0.0.0.0', token });
+    try {
+      let r = await c.send({ action: 'capture-start', maxImages: 1 });
+      assert.equal(r.ok, false);
+      assert.match(r.error, /MQTT control refused: control commands need "token"/);
+      r = await c.send({ action: 'capture-start', maxImages: 1, token: 'guess' });
+      assert.equal(r.ok, false);
+      assert.match(r.error, /MQTT control refused: wrong console token/);
+      assert.doesNotMatch(r.error, /guess/);
+      r = await c.send({ action: 'capture-start', maxImages: 1, token: 42 });
+      assert.match(r.error, /"token" must be a string/);
+      // A command the console does not know is still control: refused before it is even looked at.
+      r = await c.send({ action: 'reboot' });
+      assert.match(r.error, /MQTT control refused/);
+      assert.equal(c.parts.hub.captureStatus('cam-1').state, 'idle');
+      r = await c.send({ action: 'capture-status' });
+      assert.equal(r.ok, true);
+      r = await c.send({ action: 'capture-start', maxImages: 1, token });
+      assert.equal(r.ok, true, r.error);
+      assert.equal(r.capture.state, 'running');
+      r = await c.send({ action: 'capture-stop', token });
+      assert.equal(r.ok, true);
+      const refused = c.logs.lines.filter((l) => l.msg === 'MQTT command refused');
+      assert.ok(refused.length >= 4, `refusals logged: ${refused.length}`);
+      assert.ok(!JSON.stringify(c.logs.lines).includes(token), 'token in the log');
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('read-only (beyond loopback, no token): every control command refused, reads answered', async () => {
+    const c = await mqttConsole({ host: '0.0.0.0', token: '' });
+    try {
+      for (const action of ['capture-start', 'capture-stop']) {
+        const r = await c.send({ action, token: 'anything' });
+        assert.equal(r.ok, false, action);
+        assert.match(r.error, /MQTT control refused: console is read-only/);
+      }
+      assert.equal((await c.send({ action: 'capture-status' })).ok, true);
+      assert.equal(c.parts.hub.captureStatus('cam-1').state, 'idle');
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('open (loopback, no token): control commands work as before, a stray "token" field is ignored', async () => {
+    const c = await mqttConsole({ host: '127.0.0.1', token: '' });
+    try {
+      const r = await c.send({ action: 'capture-start', maxImages: 1, token: 'whatever' });
+      assert.equal(r.ok, true, r.error);
+      assert.equal((await c.send({ action: 'capture-stop' })).ok, true);
+    } finally {
+      await c.close();
+    }
+  });
+});
+
+describe('console: raw scores', () => {
+  it('the live view carries the raw score and threshold; the NG list ranks by raw score with order=raw', async () => {
+    const s = await setup({ ngHistory: 10 });
+    try {
+      await fetch(`${s.base}/api/cameras/cam-1/live.jpg`); // start watching
+      const raws = [2.5, 7.25, 3.0, 12.0];
+      raws.forEach((raw, i) => s.parts.hub.onResult({ ...result('cam-1', i + 1, true), score: 1, rawScore: raw }));
+      const live = await fetch(`${s.base}/api/cameras/cam-1/live.jpg`);
+      assert.equal(live.status, 200);
+      assert.equal(live.headers.get('x-score'), '1.0000');
+      assert.equal(live.headers.get('x-raw-score'), '12');
+      assert.equal(live.headers.get('x-raw-threshold'), String(NORM.threshold));
+      const newest = (await (await fetch(`${s.base}/api/cameras/cam-1/ng`)).json()) as { items: Array<{ rawScore: number; score: number; rawThreshold: number }> };
+      assert.deepEqual(newest.items.map((i) => i.rawScore), [12, 3, 7.25, 2.5]);
+      assert.ok(newest.items.every((i) => i.score === 1 && i.rawThreshold === NORM.threshold));
+      const ranked = (await (await fetch(`${s.base}/api/cameras/cam-1/ng?order=raw`)).json()) as { order: string; items: Array<{ rawScore: number }> };
+      assert.equal(ranked.order, 'raw');
+      assert.deepEqual(ranked.items.map((i) => i.rawScore), [12, 7.25, 3, 2.5]);
+      const bad = await fetch(`${s.base}/api/cameras/cam-1/ng?order=score`);
+      assert.equal(bad.status, 400);
+      assert.match(await errorOf(bad), /order must be "newest" or "raw"/);
+    } finally {
+      await s.close();
     }
   });
 });

@@ -7,14 +7,16 @@ import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load';
 import type { CameraConfig, DaemonConfig } from '../../src/config/types';
 import { Daemon } from '../../src/daemon';
+import { FailedStateHold } from '../../src/sources/status-hold';
+import { freePort } from '../integration/helpers/env';
 import type { ResultSink } from '../../src/pipeline';
 import type { ResultMessage } from '../../src/publish/messages';
 import { TestCamera, TestOutput } from './daemon-parts';
 import { silentLog, TINY_MODEL, until } from './helpers';
 
-function config(): DaemonConfig {
+function config(cameras = '[{"id":"a","url":"synthetic://"}]'): DaemonConfig {
   const r = loadConfig({
-    argv: ['--http-port', '0', '--model-dir', TINY_MODEL, '--model-providers', 'cpu', '--cameras', '[{"id":"a","url":"synthetic://"}]'],
+    argv: ['--http-port', '0', '--model-dir', TINY_MODEL, '--model-providers', 'cpu', '--cameras', cameras],
     env: {},
   });
   assert.equal(r.kind, 'ok');
@@ -103,5 +105,74 @@ describe('health', () => {
     } finally {
       await d.stop();
     }
+  });
+
+  it('degraded (still ok, 200): a failed camera beside a working one, a PLC link not up; the reasons name them', async () => {
+    const { out, cams, deps } = parts();
+    const c = config('[{"id":"a","url":"synthetic://"},{"id":"b","url":"synthetic://"}]');
+    // A PLC address nothing listens on: the Modbus link never comes up.
+    c.modbus = { ...c.modbus, reconnectMinMs: 100, reconnectMaxMs: 200,
+      outputs: [{ camera: 'a', host: '127.0.0.1', port: await freePort(), unitId: 1, type: 'coil', address: 0, pulseMs: 50, gapMs: 50 }] };
+    const d = new Daemon(c, silentLog(), deps);
+    try {
+      await d.start();
+      out.setConnected(true);
+      await until(() => d.ready, 5000, 'ready');
+      cams[0].push(127);
+      await until(() => out.results.length === 1, 5000, 'a frame of camera a scored');
+      await until(() => d.health().status === 'degraded', 5000, 'the PLC link reported down');
+      let h = d.health();
+      assert.equal(h.ok, true, 'degraded is not a 503');
+      assert.match(String(h.reason), /^PLC link (down|connecting): 127\.0\.0\.1:\d+.*rejects of a are dropped/);
+      // Camera b fails: named too, and its reconnect attempt is still reported failed (status debounce).
+      const b = cams[1];
+      const setState = (state: 'failed' | 'connecting' | 'streaming', error?: string) => {
+        b.state = state;
+        b.error = error;
+        b.since = Date.now();
+        b.emit('state', state, error);
+      };
+      const before = out.statuses.length;
+      setState('failed', 'decoder exited: connection refused');
+      setState('connecting');
+      setState('failed', 'decoder exited: connection refused');
+      setState('connecting');
+      h = d.health();
+      assert.equal(h.status, 'degraded');
+      assert.deepEqual((h.degraded as string[])[0], 'camera failed: b (decoder exited: connection refused)');
+      assert.equal((h.cameras as Record<string, string>).b, 'failed');
+      const published = out.statuses.slice(before).filter((s) => s.camera === 'b').map((s) => s.state);
+      assert.deepEqual(published, ['failed'], 'one status for the failure, none for the reconnect attempts');
+      setState('streaming');
+      assert.deepEqual(out.statuses.slice(before).filter((s) => s.camera === 'b').map((s) => s.state), ['failed', 'streaming']);
+      assert.ok(!(d.health().degraded as string[]).some((r) => r.includes('camera')));
+    } finally {
+      await d.stop();
+    }
+  });
+});
+
+describe('failed-state hold (status debounce)', () => {
+  it('a failed camera reconnecting stays failed until it streams or one attempt outlasts the hold', () => {
+    const hold = new FailedStateHold(1000);
+    const t0 = 1_000_000;
+    assert.equal(hold.view('x', { state: 'connecting', error: undefined, since: t0 }, t0).state, 'connecting', 'before any failure');
+    assert.deepEqual(hold.view('x', { state: 'failed', error: 'refused', since: t0 + 10 }, t0 + 10), { state: 'failed', error: 'refused', since: t0 + 10 });
+    assert.deepEqual(hold.view('x', { state: 'connecting', error: undefined, since: t0 + 500 }, t0 + 600), { state: 'failed', error: 'refused', since: t0 + 10 });
+    // A later failure with another reason: still failed since the first one, with the new reason.
+    assert.deepEqual(hold.view('x', { state: 'failed', error: 'timeout', since: t0 + 900 }, t0 + 900), { state: 'failed', error: 'timeout', since: t0 + 10 });
+    // An attempt connecting for longer than the hold is shown as such.
+    assert.equal(hold.view('x', { state: 'connecting', error: undefined, since: t0 + 1000 }, t0 + 2100).state, 'connecting');
+    assert.equal(hold.view('x', { state: 'streaming', error: undefined, since: t0 + 2200 }, t0 + 2200).state, 'streaming');
+    assert.equal(hold.view('x', { state: 'connecting', error: undefined, since: t0 + 2300 }, t0 + 2300).state, 'connecting', 'streamed since: no hold');
+    assert.equal(new FailedStateHold(0).view('y', { state: 'failed', error: 'e', since: 1 }, 1).state, 'failed');
+    const off = new FailedStateHold(0);
+    off.view('y', { state: 'failed', error: 'e', since: 1 }, 1);
+    assert.equal(off.view('y', { state: 'connecting', error: undefined, since: 2 }, 2).state, 'connecting', 'hold 0: every state');
+    assert.equal(hold.isPublished('x', { state: 'failed', error: 'a' }), false);
+    hold.notePublished('x', { state: 'failed', error: 'a' });
+    assert.equal(hold.isPublished('x', { state: 'failed', error: 'a' }), true);
+    assert.equal(hold.isPublished('x', { state: 'failed', error: 'b' }), false);
+    assert.equal(hold.isPublished('x', { state: 'connecting', error: undefined }), false);
   });
 });
