@@ -29,8 +29,13 @@ export interface IngestOptions {
   connectTimeoutMs: number;
   reconnectMinMs: number;
   reconnectMaxMs: number;
-  /** RTSP image unchanged (byte-identical frames) for longer than this = frozen (restart the decoder); 0 = never. */
+  /** RTSP image unchanged (repeats only) for longer than this = frozen (restart the decoder); 0 = never. */
   frozenTimeoutMs: number;
+  /**
+   * Largest thumbnail block difference (grey levels) that still counts as the same image (a repeat); 0 = only
+   * byte-identical frames (docs/daemon.md, "Frozen cameras").
+   */
+  frozenTolerance: number;
   ffmpegPath: string;
   gstLaunchPath: string;
 }
@@ -93,7 +98,7 @@ export class Camera extends EventEmitter<CameraEvents> implements FrameSource {
     }
     this.source = source;
     this.line = source?.kind === 'synthetic' ? new SyntheticLine(source.params) : null;
-    this.change = source?.kind === 'rtsp' ? new ChangeDetector() : null;
+    this.change = source?.kind === 'rtsp' ? new ChangeDetector(opts.frozenTolerance, size.width, size.height) : null;
   }
 
   get id(): string {

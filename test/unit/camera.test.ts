@@ -17,6 +17,7 @@ const ingest: IngestOptions = {
   reconnectMinMs: 100,
   reconnectMaxMs: 400,
   frozenTimeoutMs: 0,
+  frozenTolerance: 0,
   ffmpegPath: 'ffmpeg',
   gstLaunchPath: 'gst-launch-1.0',
 };
