@@ -363,8 +363,10 @@ export class Daemon {
   }
 
   /**
-   * Frames really being processed: one scored within the stall timeout, or a streaming camera sending repeats of
-   * an image (never scored) whose last changed frame the pipeline has already gone past.
+   * Frames really being processed: one scored within the stall timeout, or a streaming (or frozen) camera sending
+   * repeats of an image (never scored) whose last changed frame the pipeline has already gone past. A frozen camera
+   * alone does not fail it: the systemd watchdog must not restart the daemon for a camera (docs/daemon.md,
+   * "Frozen cameras"); /healthz reports it (health()).
    */
   processingHealth(now = Date.now()): { ok: boolean; reason?: string } {
     const p = this.pipeline;
@@ -373,7 +375,7 @@ export class Daemon {
     const age = p.lastProcessedAt === 0 ? Infinity : now - p.lastProcessedAt;
     if (age <= stall) return { ok: true };
     for (const c of this.cameras.values()) {
-      const repeating = c.state === 'streaming' && c.lastFrameAt > c.lastNewFrameAt && now - c.lastFrameAt <= stall;
+      const repeating = (c.state === 'streaming' || c.state === 'frozen') && c.lastFrameAt > c.lastNewFrameAt && now - c.lastFrameAt <= stall;
       if (repeating && c.lastNewFrameAt > 0 && p.lastProcessedAt >= c.lastNewFrameAt) return { ok: true };
     }
     const cams = [...this.cameras.values()].map((c) => `${c.id}=${c.state}${c.error ? ` (${c.error})` : ''}`).join(', ');
@@ -398,11 +400,13 @@ export class Daemon {
     };
     if (!this.ready) return { ok: false, reason: this.camModels.size > 0 ? 'not ready: waiting for the MQTT broker' : 'not ready: loading model', ...base };
     if (!this.publisher?.connected) return { ok: false, reason: 'MQTT broker not connected', ...base };
-    const p = this.processingHealth(now);
-    if (!p.ok) return { ok: false, reason: p.reason, ...base };
     // A frozen camera looks alive (its decoder delivers) but shows an old image: not healthy, even if others are.
+    // Checked before processing so that the reason reads the same whether it is the only camera or one of several
+    // (alone, nothing is processed either, and between decoder restarts it delivers nothing).
     const frozen = [...this.cameras.values()].filter((c) => c.state === 'frozen');
     if (frozen.length > 0) return { ok: false, reason: `camera frozen: ${frozen.map((c) => `${c.id} (${c.error ?? 'image unchanged'})`).join(', ')}`, ...base };
+    const p = this.processingHealth(now);
+    if (!p.ok) return { ok: false, reason: p.reason, ...base };
     // A camera without a model inspects nothing. One that kept its old model after a failed swap still inspects:
     // healthy, with the reason in modelErrors (update-model.sh --camera checks which model a camera runs).
     const unscored = [...this.cameras.values()].filter((c) => !this.camModels.has(c.id));
