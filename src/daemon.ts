@@ -1,9 +1,10 @@
 /**
- * Wires the parts together and owns the lifecycle: models -> broker -> publisher -> HTTP -> cameras -> pipeline,
+ * Wires the parts together and owns the lifecycle: models -> HTTP -> broker -> publisher -> cameras -> pipeline,
  * READY once warm and connected, periodic status, camera and model reload (SIGHUP) and a bounded stop (SIGTERM).
  * Each camera is scored by its own model (cameras[].model, else model.dir); cameras naming the same folder share
  * one session (src/infer/models.ts).
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CameraConfig, DaemonConfig } from './config/types';
 import { ConsoleParts, createConsole } from './console'; // console (issue 9)
 import type { CommandClient } from './console/mqtt-commands';
@@ -170,6 +171,12 @@ export class Daemon {
     this.models = new ModelSet({ providers: c.model.providers, maxBatch: c.model.maxBatch, tensorrt: c.model.tensorrt }, this.log);
     await this.loadCameraModels(c.cameras);
     const primary = this.primaryModel() as LoadedModel;
+    // HTTP before MQTT: a port already taken is a start-up error that must end the process at once, not after the
+    // broker connection has been tried (docs/daemon.md, exit codes). The console's routes are attached once made.
+    const consoleRoutes = c.console.enabled && c.http.port > 0
+      ? (req: IncomingMessage, res: ServerResponse): boolean => this.console?.handler(req, res) ?? false
+      : null;
+    if (c.http.port > 0) this.http = await startHttp(c.http.host, c.http.port, () => this.health(), this.metrics, this.log, consoleRoutes);
     let url = c.mqtt.url;
     if (url === '') {
       this.broker = await startEmbeddedBroker(c.mqtt.embeddedHost, c.mqtt.embeddedPort, this.log);
@@ -184,7 +191,6 @@ export class Daemon {
       this.console = createConsole({ options: c.console, host: c.http.host, topicPrefix: c.mqtt.topicPrefix, model: primary.engine.manifest,
         sources: { health: () => this.health(), cameras }, mqtt: this.publisher.commandClient ?? null, log: this.log });
     }
-    if (c.http.port > 0) this.http = await startHttp(c.http.host, c.http.port, () => this.health(), this.metrics, this.log, this.console?.handler ?? null);
     const sink = this.sinks.length > 0 ? new FanOutSink(this.publisher, this.sinks, this.log) : this.publisher;
     // issue 10: PLC / SCADA outputs; the pipeline's results and rejects are teed to them.
     // Sparkplug NBIRTH describes the primary model; each camera's DBIRTH names its own (docs/sparkplug.md).
