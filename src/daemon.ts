@@ -42,7 +42,7 @@ export interface SupervisedCamera extends FrameSource {
   readonly error: string | undefined;
   readonly since: number;
   readonly restarts: number;
-  /** Decoder frames identical to the one before: never scored (docs/daemon.md, "Frozen cameras"). */
+  /** Decoder frames repeating the last scored image: never scored (docs/daemon.md, "Frozen cameras"). */
   readonly repeated: number;
   /** When the decoder last delivered a frame, and a changed one (ms since epoch; 0 = none yet). */
   readonly lastFrameAt: number;

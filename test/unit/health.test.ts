@@ -88,11 +88,11 @@ describe('health', () => {
       const later = Date.now() + 6000;
       cams[0].lastFrameAt = later - 200;
       cams[0].state = 'frozen';
-      cams[0].error = 'image unchanged for 31.0 s (155 identical frames)';
+      cams[0].error = 'image unchanged for 31.0 s (155 repeated frames)';
       cams[0].emit('state', 'frozen', cams[0].error);
       const h = d.health(later);
       assert.equal(h.ok, false);
-      assert.equal(h.reason, 'camera frozen: a (image unchanged for 31.0 s (155 identical frames))');
+      assert.equal(h.reason, 'camera frozen: a (image unchanged for 31.0 s (155 repeated frames))');
       assert.equal(d.processingHealth(later).ok, true, 'a frozen camera alone must not stop the watchdog pings');
       // Between decoder restarts (no frame from the new session yet) the wording stays the same.
       cams[0].lastFrameAt = 0;
