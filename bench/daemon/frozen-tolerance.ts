@@ -2,7 +2,7 @@
 // decoded frames of ONE still image are after a lossy codec (must stay below the tolerance), how far apart
 // consecutive frames of a live scene are (must stay above it), and what the check costs per frame next to inference.
 //
-//   nice node dist/bench/daemon/frozen-tolerance.js [--frames 40] [--out bench/results/frozen-tolerance.json]
+//   nice node dist/bench/daemon/frozen-tolerance.js [--frames 40] [--size 256] [--out bench/results/frozen-tolerance.json]
 //
 // Distance = the largest difference of two 32x32 grey block-mean thumbnails (grey levels 0-255), the measure
 // ChangeDetector uses; the mean block difference is reported beside it.
@@ -10,12 +10,13 @@
 // 1. Frozen: one image served by the RTSP fixture (gst-rtsp-server, test/fixtures/rtsp_server.py) as H.264 (x264)
 //    and H.265 (x265), zerolatency/ultrafast, 10 fps, GOP 1/5/30 frames, 300/1000/4000 kbps, 512x512; two images
 //    (MVTec grid: fine texture, the hardest for an encoder; hazelnut: object on a dark background). --frames frames
-//    are decoded with ffmpeg over RTSP/TCP and scaled to the demo model's 256x256 with the daemon's own filter chain
-//    (src/sources/ffmpeg-args.ts). Reported: the largest distance between any two decoded frames ("allPairsMax")
+//    are decoded with ffmpeg over RTSP/TCP and scaled to --size (default 256x256, the demo model's input; 64 = the
+//    test models') with the daemon's own filter chain (src/sources/ffmpeg-args.ts). Reported: the largest distance between any two decoded frames ("allPairsMax")
 //    and the same after the first GOP ("steadyMax": the encoder's rate control settles), and how many frames the
 //    detector would hand on (score) at each candidate tolerance: 1 = only the first, the ideal.
 // 2. Live scenes, which must never look frozen: consecutive parts of the demo's synthetic camera
-//    (src/sources/synthetic, the `npm start` camera, 60 parts) and consecutive images (name order) of the shared
+//    (src/sources/synthetic, the `npm start` camera, 60 parts), the same synthetic part without and with a defect
+//    (the defect the only change: the smallest change that must count), and consecutive images (name order) of the shared
 //    data sets' normal train images (different parts of one product: the "parts that differ only slightly" of a
 //    real line), scaled to 256x256 with sharp; plus the closest pair of ANY two images of a set (all pairs); plus the
 //    grid images looped through the H.264 fixture (1000 kbps, GOP 5) as the daemon decodes them.
@@ -31,6 +32,8 @@ import sharp from 'sharp';
 import { filterChain } from '../../src/sources/ffmpeg-args';
 import { ChangeDetector, Thumbnail, Thumbnailer, thumbDistance } from '../../src/sources/frame-change';
 import { SyntheticLine } from '../../src/sources/synthetic/feeder';
+import { DEFECT_KINDS, renderPart } from '../../src/sources/synthetic/part';
+import { createRng } from '../../src/sources/synthetic/rng';
 import { parseSynthetic } from '../../src/sources/url';
 import { SHARED, REPO } from '../../test/integration/helpers/env';
 import { RtspServer } from '../../test/integration/helpers/rtsp';
@@ -41,7 +44,7 @@ const arg = (name: string, def: string): string => {
   return i > 0 ? process.argv[i + 1] : def;
 };
 const FRAMES = Number(arg('--frames', '40'));
-const SIZE = 256;
+const SIZE = Number(arg('--size', '256'));
 const TOLERANCES = [1, 2, 3, 4, 6, 8, 12];
 const thumbs = new Thumbnailer(SIZE, SIZE);
 const DATA = {
@@ -147,6 +150,21 @@ async function live(): Promise<Record<string, unknown>> {
   }
   out.synthetic = { ...consecutive(synth), closestPair: closestPair(synth), source: 'synthetic:// defaults (the npm start camera), 60 parts' };
   console.log('synthetic', JSON.stringify(out.synthetic));
+  // The smallest change that must count: the same synthetic part (same pose, same rng state) without and with its
+  // defect, as if only the defect appeared in an otherwise unchanged scene.
+  const defectOnly: Record<string, number[]> = {};
+  for (const kind of DEFECT_KINDS) {
+    defectOnly[kind] = [];
+    for (let seed = 1; seed <= 20; seed++) {
+      const s = line.params.size;
+      const [good, bad] = await Promise.all([renderPart(createRng(seed), s, null), renderPart(createRng(seed), s, kind)]);
+      const [a, b] = await Promise.all([good, bad].map(async (p) => thumbs.of(await sharp(p.rgb, { raw: { width: s, height: s, channels: 3 } }).resize(SIZE, SIZE, { fit: 'fill' }).raw().toBuffer())));
+      defectOnly[kind].push(thumbDistance(a, b).max);
+    }
+  }
+  out.syntheticDefectOnly = { ...Object.fromEntries(Object.entries(defectOnly).map(([k, v]) => [k, { min: round(Math.min(...v), 2), p50: round(percentile(v, 50), 2), max: round(Math.max(...v), 2) }])),
+    source: 'the same synthetic part (seeds 1-20) rendered without and with each defect kind: the defect is the only change' };
+  console.log('synthetic defect only', JSON.stringify(out.syntheticDefectOnly));
   for (const [name, dir] of Object.entries(DATA)) {
     const ts = await Promise.all(images(dir).map(fileThumb));
     out[name] = { ...consecutive(ts), closestPair: closestPair(ts), source: `${dir.replace(SHARED, '../shared')}, first ${ts.length} images in name order` };
@@ -175,7 +193,7 @@ function timeIt(fn: () => unknown, minMs = 400): number {
 
 async function cost(): Promise<Record<string, unknown>> {
   const session = await ort.InferenceSession.create(join(REPO, 'models/demo/model.onnx'), { executionProviders: ['cpu'] });
-  const input = new ort.Tensor('uint8', new Uint8Array(SIZE * SIZE * 3).fill(128), [1, SIZE, SIZE, 3]);
+  const input = new ort.Tensor('uint8', new Uint8Array(256 * 256 * 3).fill(128), [1, 256, 256, 3]);
   for (let i = 0; i < 3; i++) await session.run({ frames: input });
   const inferMs: number[] = [];
   for (let i = 0; i < 10; i++) {
@@ -211,7 +229,7 @@ async function main(): Promise<void> {
     wallS: Math.round((Date.now() - t0) / 1000),
     machine: { cpu: cpus()[0]?.model, cores: cpus().length, loadavg: loadavg().map((x) => round(x, 2)) },
     node: process.version,
-    measure: '32x32 grey block-mean thumbnail of the 256x256 model-size frame; distance = largest block difference, grey levels 0-255',
+    measure: `32x32 grey block-mean thumbnail of the ${SIZE}x${SIZE} model-size frame; distance = largest block difference, grey levels 0-255`,
     cost: c,
     frozen: f,
     live: l,

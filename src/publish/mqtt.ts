@@ -121,7 +121,7 @@ export class Publisher implements ResultSink, CameraStatusSink {
       if (err.message !== this.lastError) this.log.warn({ broker: where, err: err.message }, 'MQTT error');
       this.lastError = err.message;
     });
-    // Why the broker closed the session (docs/mqtt.md, "Connection"). MQTT 5 brokers may say it in a DISCONNECT
+    // Why the broker closed the session (docs/mqtt.md, top). MQTT 5 brokers may say it in a DISCONNECT
     // packet (e.g. session taken over by a client with the same id); others (MQTT 3.1.1, mosquitto 2.0.11) just
     // close the socket, which the 'close' handler below reports with the likely cause.
     this.client.on('disconnect', (packet) => {
