@@ -24,9 +24,10 @@ export interface Thumbnail {
   means: Float32Array;
 }
 
-/** Precomputed pixel -> block maps for one frame size (the camera's frames all have the model's size). */
+/** Precomputed block boundaries for one frame size (the camera's frames all have the model's size). */
 export class Thumbnailer {
-  private readonly colBlock: Uint16Array;
+  /** First column of each block column, plus the width at the end. */
+  private readonly colStart: Uint32Array;
   private readonly rowBlock: Uint16Array;
   private readonly count: Float32Array;
   private readonly sums: Float64Array;
@@ -34,23 +35,31 @@ export class Thumbnailer {
 
   constructor(readonly width: number, readonly height: number, blocks = THUMB_BLOCKS) {
     if (!(width > 0 && height > 0)) throw new Error(`thumbnail: bad frame size ${width}x${height}`);
-    this.side = Math.max(1, Math.min(blocks, width, height));
-    this.colBlock = Uint16Array.from({ length: width }, (_, x) => Math.floor((x * this.side) / width));
-    this.rowBlock = Uint16Array.from({ length: height }, (_, y) => Math.floor((y * this.side) / height));
-    this.count = new Float32Array(this.side * this.side);
-    for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) this.count[this.rowBlock[y] * this.side + this.colBlock[x]]++;
-    this.sums = new Float64Array(this.side * this.side);
+    const side = Math.max(1, Math.min(blocks, width, height));
+    this.side = side;
+    this.colStart = Uint32Array.from({ length: side + 1 }, (_, b) => Math.ceil((b * width) / side));
+    this.rowBlock = Uint16Array.from({ length: height }, (_, y) => Math.floor((y * side) / height));
+    this.count = new Float32Array(side * side);
+    for (let y = 0; y < height; y++) {
+      for (let b = 0; b < side; b++) this.count[this.rowBlock[y] * side + b] += this.colStart[b + 1] - this.colStart[b];
+    }
+    this.sums = new Float64Array(side * side);
   }
 
   /** The frame's thumbnail; `frame` is packed RGB of width x height. */
   of(frame: Buffer): Thumbnail {
-    const { width, height, side, colBlock, rowBlock, sums } = this;
+    const { width, height, side, colStart, rowBlock, sums } = this;
     if (frame.length !== width * height * 3) throw new Error(`thumbnail: frame of ${frame.length} bytes, expected ${width}x${height}x3`);
     sums.fill(0);
-    let i = 0;
+    // One integer run per block and row (no per-pixel lookups): this runs on every RTSP frame.
     for (let y = 0; y < height; y++) {
       const row = rowBlock[y] * side;
-      for (let x = 0; x < width; x++, i += 3) sums[row + colBlock[x]] += frame[i] + 2 * frame[i + 1] + frame[i + 2];
+      const base = y * width * 3;
+      for (let b = 0; b < side; b++) {
+        let acc = 0;
+        for (let j = base + colStart[b] * 3, end = base + colStart[b + 1] * 3; j < end; j += 3) acc += frame[j] + 2 * frame[j + 1] + frame[j + 2];
+        sums[row + b] += acc;
+      }
     }
     const means = new Float32Array(side * side);
     for (let b = 0; b < means.length; b++) means[b] = sums[b] / (4 * this.count[b]);
