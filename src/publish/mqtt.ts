@@ -233,8 +233,12 @@ export class Publisher implements ResultSink, CameraStatusSink {
           await this.client.publishAsync(this.t.cameraStatus(s.camera), JSON.stringify(s), { qos: 1, retain: true });
         }
         await this.client.publishAsync(this.t.status, 'offline', { qos: 1, retain: true });
+        await this.client.endAsync();
+        return;
       }
-      await this.client.endAsync();
+      // Not connected (yet): nothing to flush. A graceful end would leave a CONNECT in progress open until the
+      // connect timeout (10 s), keeping the embedded broker's close and a failed start-up waiting that long.
+      await this.client.endAsync(true);
     };
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((res) => {

@@ -67,6 +67,18 @@ describe('Publisher', () => {
     }
   });
 
+  it('close() while the connection is still being made ends the socket at once (the embedded broker then closes too)', async () => {
+    const broker = await startEmbeddedBroker('127.0.0.1', 0, silentLog());
+    // connectTimeoutMs 60 s: a socket left to the connect timeout would keep the broker's close waiting a minute.
+    const pub = new Publisher({ ...base, url: broker.url, clientId: 'early-close', protocolVersion: 4, connectTimeoutMs: 60000 }, silentLog());
+    const t0 = Date.now();
+    await pub.close([], 1500);
+    assert.equal(pub.client.connected, false);
+    assert.equal(pub.client.stream?.destroyed ?? true, true, 'the socket of the pending CONNECT is gone');
+    await broker.close();
+    process.stderr.write(`# publisher + embedded broker closed ${Date.now() - t0} ms after start-up\n`);
+  });
+
   it('describeDisconnect: names the reason code, adds the broker\'s reason string', () => {
     assert.equal(describeDisconnect({ reasonCode: 139, properties: { reasonString: 'bye' } }, 'x'), 'server shutting down (reason code 139): bye');
     assert.equal(describeDisconnect({ reasonCode: 250 }, 'x'), 'unknown reason (reason code 250)');
