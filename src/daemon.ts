@@ -1,9 +1,10 @@
 /**
- * Wires the parts together and owns the lifecycle: models -> broker -> publisher -> HTTP -> cameras -> pipeline,
+ * Wires the parts together and owns the lifecycle: models -> HTTP -> broker -> publisher -> cameras -> pipeline,
  * READY once warm and connected, periodic status, camera and model reload (SIGHUP) and a bounded stop (SIGTERM).
  * Each camera is scored by its own model (cameras[].model, else model.dir); cameras naming the same folder share
  * one session (src/infer/models.ts).
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CameraConfig, DaemonConfig } from './config/types';
 import { ConsoleParts, createConsole } from './console'; // console (issue 9)
 import type { CommandClient } from './console/mqtt-commands';
@@ -43,7 +44,7 @@ export interface SupervisedCamera extends FrameSource {
   readonly error: string | undefined;
   readonly since: number;
   readonly restarts: number;
-  /** Decoder frames identical to the one before: never scored (docs/daemon.md, "Frozen cameras"). */
+  /** Decoder frames repeating the last scored image: never scored (docs/daemon.md, "Frozen cameras"). */
   readonly repeated: number;
   /** When the decoder last delivered a frame, and a changed one (ms since epoch; 0 = none yet). */
   readonly lastFrameAt: number;
@@ -188,6 +189,12 @@ export class Daemon {
     this.models = new ModelSet({ providers: c.model.providers, maxBatch: c.model.maxBatch, tensorrt: c.model.tensorrt }, this.log);
     await this.loadCameraModels(c.cameras);
     const primary = this.primaryModel() as LoadedModel;
+    // HTTP before MQTT: a port already taken is a start-up error that must end the process at once, not after the
+    // broker connection has been tried (docs/daemon.md, exit codes). The console's routes are attached once made.
+    const consoleRoutes = c.console.enabled && c.http.port > 0
+      ? (req: IncomingMessage, res: ServerResponse): boolean => this.console?.handler(req, res) ?? false
+      : null;
+    if (c.http.port > 0) this.http = await startHttp(c.http.host, c.http.port, () => this.health(), this.metrics, this.log, consoleRoutes);
     let url = c.mqtt.url;
     if (url === '') {
       this.broker = await startEmbeddedBroker(c.mqtt.embeddedHost, c.mqtt.embeddedPort, this.log);
@@ -202,7 +209,6 @@ export class Daemon {
       this.console = createConsole({ options: c.console, host: c.http.host, topicPrefix: c.mqtt.topicPrefix, model: primary.engine.manifest,
         sources: { health: () => this.health(), cameras, setThreshold: (cam, v, via) => this.setRuntimeThreshold(cam, v, via) }, mqtt: this.publisher.commandClient ?? null, log: this.log });
     }
-    if (c.http.port > 0) this.http = await startHttp(c.http.host, c.http.port, () => this.health(), this.metrics, this.log, this.console?.handler ?? null);
     const sink = this.sinks.length > 0 ? new FanOutSink(this.publisher, this.sinks, this.log) : this.publisher;
     // issue 10: PLC / SCADA outputs; the pipeline's results and rejects are teed to them.
     // Sparkplug NBIRTH describes the primary model; each camera's DBIRTH names its own (docs/sparkplug.md).
@@ -454,8 +460,10 @@ export class Daemon {
   }
 
   /**
-   * Frames really being processed: one scored within the stall timeout, or a streaming camera sending repeats of
-   * an image (never scored) whose last changed frame the pipeline has already gone past.
+   * Frames really being processed: one scored within the stall timeout, or a streaming (or frozen) camera sending
+   * repeats of an image (never scored) whose last changed frame the pipeline has already gone past. A frozen camera
+   * alone does not fail it: the systemd watchdog must not restart the daemon for a camera (docs/daemon.md,
+   * "Frozen cameras"); /healthz reports it (health()).
    */
   processingHealth(now = Date.now()): { ok: boolean; reason?: string } {
     const p = this.pipeline;
@@ -464,7 +472,7 @@ export class Daemon {
     const age = p.lastProcessedAt === 0 ? Infinity : now - p.lastProcessedAt;
     if (age <= stall) return { ok: true };
     for (const c of this.cameras.values()) {
-      const repeating = c.state === 'streaming' && c.lastFrameAt > c.lastNewFrameAt && now - c.lastFrameAt <= stall;
+      const repeating = (c.state === 'streaming' || c.state === 'frozen') && c.lastFrameAt > c.lastNewFrameAt && now - c.lastFrameAt <= stall;
       if (repeating && c.lastNewFrameAt > 0 && p.lastProcessedAt >= c.lastNewFrameAt) return { ok: true };
     }
     const cams = [...this.cameras.values()].map((c) => `${c.id}=${c.state}${c.error ? ` (${c.error})` : ''}`).join(', ');
@@ -529,11 +537,13 @@ export class Daemon {
     };
     if (!this.ready) return { ok: false, reason: this.camModels.size > 0 ? 'not ready: waiting for the MQTT broker' : 'not ready: loading model', ...base };
     if (!this.publisher?.connected) return { ok: false, reason: 'MQTT broker not connected', ...base };
-    const p = this.processingHealth(now);
-    if (!p.ok) return { ok: false, reason: p.reason, ...base };
     // A frozen camera looks alive (its decoder delivers) but shows an old image: not healthy, even if others are.
+    // Checked before processing so that the reason reads the same whether it is the only camera or one of several
+    // (alone, nothing is processed either, and between decoder restarts it delivers nothing).
     const frozen = [...this.cameras.values()].filter((c) => c.state === 'frozen');
     if (frozen.length > 0) return { ok: false, reason: `camera frozen: ${frozen.map((c) => `${c.id} (${c.error ?? 'image unchanged'})`).join(', ')}`, ...base };
+    const p = this.processingHealth(now);
+    if (!p.ok) return { ok: false, reason: p.reason, ...base };
     // A camera without a model inspects nothing. One that kept its old model after a failed swap still inspects:
     // healthy, with the reason in modelErrors (update-model.sh --camera checks which model a camera runs).
     const unscored = [...this.cameras.values()].filter((c) => !this.camModels.has(c.id));

@@ -43,6 +43,13 @@ export function addFormats(): void {
   intRange('tcp-port', 0, 65535);
   intRange('batch', 1, 64);
   convict.addFormat({
+    name: 'grey-levels',
+    validate(v: unknown) {
+      if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 255) throw new Error('must be a number of grey levels between 0 and 255');
+    },
+    coerce: (v: string) => (v.trim() === '' ? NaN : Number(v)),
+  });
+  convict.addFormat({
     name: 'strict-boolean',
     validate(v: unknown) {
       if (typeof v !== 'boolean') throw new Error(unparsableReason(v) ?? 'must be true or false');
@@ -205,9 +212,15 @@ export function buildSchema() {
       // 2 s: a camera that returns streams again within ~3 s (delay + connect), one attempt per 2 s to one that stays down.
       reconnectMaxMs: { doc: 'Largest reconnect delay (exponential backoff)', format: 'positive-int', default: 2000 },
       frozenTimeoutMs: {
-        doc: 'RTSP image unchanged (byte-identical frames) this long = frozen, decoder restarted (0 = never)',
+        doc: 'RTSP image unchanged (repeated frames only) this long = frozen, decoder restarted (0 = never)',
         format: 'non-negative-int',
         default: 30000,
+      },
+      // Measured margins: docs/daemon.md, "Frozen cameras" (bench/results/frozen-tolerance.json).
+      frozenTolerance: {
+        doc: 'RTSP frame = repeat of the last scored one when no 32x32 grey block mean differs by more than this many grey levels (0 = byte-identical only)',
+        format: 'grey-levels',
+        default: 8,
       },
       ffmpegPath: { doc: 'ffmpeg executable', format: 'non-empty-string', default: 'ffmpeg', env: 'ETSTPM_FFMPEG' },
       gstLaunchPath: { doc: 'gst-launch-1.0 executable (decoder "jetson-gst")', format: 'non-empty-string', default: 'gst-launch-1.0' },

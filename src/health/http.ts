@@ -43,7 +43,7 @@ export async function startHttp(
     }
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => reject(new Error(`http: cannot listen on ${host}:${port} (${err.code ?? err.message})`)));
+    server.once('error', (err: NodeJS.ErrnoException) => reject(new Error(`http: cannot listen on ${host}:${port} (${err.code ?? err.message})${listenHint(err.code)}`)));
     server.listen(port, host, () => resolve());
   });
   const addr = server.address();
@@ -57,4 +57,12 @@ export async function startHttp(
         server.closeAllConnections();
       }),
   };
+}
+
+/** What to do about the usual listen errors (the daemon exits 1 with this line; docs/daemon.md, exit codes). */
+function listenHint(code: string | undefined): string {
+  if (code === 'EADDRINUSE') return ': another process already listens on this port; choose another http.port (--http-port, ETSTPM_HTTP_PORT) or 0 to serve no HTTP';
+  if (code === 'EACCES') return ': ports below 1024 need privileges; choose http.port 1024 or above';
+  if (code === 'EADDRNOTAVAIL') return ': http.host is not an address of this machine';
+  return '';
 }

@@ -13,7 +13,7 @@ export class Metrics {
   });
   readonly repeated = new Counter({
     name: 'etstpm_frames_repeated_total',
-    help: 'RTSP frames byte-identical to the previous one (not scored; a frozen camera sends only these)',
+    help: 'RTSP frames showing the same image as the last scored one (within ingest.frozenTolerance; not scored; a frozen camera sends only these)',
     labelNames: ['camera'],
     registers: [this.registry],
   });

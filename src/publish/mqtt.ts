@@ -9,6 +9,7 @@ import mqtt, { IClientOptions, MqttClient } from 'mqtt';
 import { redactUrl } from '../redact';
 import type { Logger } from '../log';
 import type { CameraStatusSink, ResultSink } from '../pipeline/interfaces';
+import { closedWithoutReason, describeDisconnect } from './disconnect-reason';
 import { CameraStatusMessage, RejectMessage, ResultMessage, topics } from './messages';
 
 /** Where and as whom an MQTT connection logs in: shared by the publisher and the Sparkplug edge node. */
@@ -66,6 +67,10 @@ export class Publisher implements ResultSink, CameraStatusSink {
   private lastError: string | undefined;
   private protocol: 4 | 5;
   private connectedOnce = false;
+  /** When the current connection came up (0 = not connected), and whether its end has been explained already. */
+  private connectedAt = 0;
+  private closeExplained = false;
+  private ending = false;
   private readonly connectWaiters: (() => void)[] = [];
 
   constructor(
@@ -94,6 +99,8 @@ export class Publisher implements ResultSink, CameraStatusSink {
     const where = redactUrl(opts.url);
     this.client.on('connect', () => {
       this.lastError = undefined;
+      this.connectedAt = Date.now();
+      this.closeExplained = false;
       this.log.info({ broker: where }, this.connectedOnce ? 'MQTT reconnected' : 'MQTT connected');
       this.connectedOnce = true;
       this.client.publish(this.t.status, 'online', { qos: 1, retain: true });
@@ -109,9 +116,25 @@ export class Publisher implements ResultSink, CameraStatusSink {
         this.log.warn({ broker: where }, 'broker does not support MQTT 5: using MQTT 3.1.1 (no message properties)');
         return;
       }
+      this.closeExplained = true; // the error says why the connection went
       // mqtt.js keeps reconnecting by itself; log each distinct problem once.
       if (err.message !== this.lastError) this.log.warn({ broker: where, err: err.message }, 'MQTT error');
       this.lastError = err.message;
+    });
+    // Why the broker closed the session (docs/mqtt.md, top). MQTT 5 brokers may say it in a DISCONNECT
+    // packet (e.g. session taken over by a client with the same id); others (MQTT 3.1.1, mosquitto 2.0.11) just
+    // close the socket, which the 'close' handler below reports with the likely cause.
+    this.client.on('disconnect', (packet) => {
+      this.closeExplained = true;
+      const reason = describeDisconnect(packet, this.clientId());
+      this.log.warn({ broker: where, reasonCode: packet.reasonCode ?? 0, reason }, `MQTT broker closed the session: ${reason}`);
+    });
+    this.client.on('close', () => {
+      const upMs = this.connectedAt > 0 ? Date.now() - this.connectedAt : 0;
+      if (this.connectedAt > 0 && !this.closeExplained && !this.ending) {
+        this.log.warn({ broker: where, connectedForMs: upMs }, closedWithoutReason(this.clientId(), upMs));
+      }
+      this.connectedAt = 0;
     });
     this.client.on('offline', () => this.log.warn({ broker: where }, 'MQTT offline (results are dropped until reconnected)'));
   }
@@ -180,6 +203,10 @@ export class Publisher implements ResultSink, CameraStatusSink {
     return true;
   }
 
+  private clientId(): string {
+    return this.client.options.clientId ?? this.opts.clientId;
+  }
+
   /** Retained; remembered so that the latest state is re-sent after a reconnect. */
   publishCameraStatus(s: CameraStatusMessage): void {
     this.statuses.set(s.camera, s);
@@ -198,6 +225,7 @@ export class Publisher implements ResultSink, CameraStatusSink {
 
   /** Publishes final statuses + "offline" (retained) and disconnects; bounded by timeoutMs. */
   async close(finalStatuses: CameraStatusMessage[], timeoutMs: number): Promise<void> {
+    this.ending = true;
     const publishAll = async (): Promise<void> => {
       if (this.client.connected) {
         for (const s of finalStatuses) {
@@ -205,8 +233,12 @@ export class Publisher implements ResultSink, CameraStatusSink {
           await this.client.publishAsync(this.t.cameraStatus(s.camera), JSON.stringify(s), { qos: 1, retain: true });
         }
         await this.client.publishAsync(this.t.status, 'offline', { qos: 1, retain: true });
+        await this.client.endAsync();
+        return;
       }
-      await this.client.endAsync();
+      // Not connected (yet): nothing to flush. A graceful end would leave a CONNECT in progress open until the
+      // connect timeout (10 s), keeping the embedded broker's close and a failed start-up waiting that long.
+      await this.client.endAsync(true);
     };
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((res) => {

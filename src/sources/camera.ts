@@ -29,16 +29,21 @@ export interface IngestOptions {
   connectTimeoutMs: number;
   reconnectMinMs: number;
   reconnectMaxMs: number;
-  /** RTSP image unchanged (byte-identical frames) for longer than this = frozen (restart the decoder); 0 = never. */
+  /** RTSP image unchanged (repeats only) for longer than this = frozen (restart the decoder); 0 = never. */
   frozenTimeoutMs: number;
+  /**
+   * Largest thumbnail block difference (grey levels) that still counts as the same image (a repeat); 0 = only
+   * byte-identical frames (docs/daemon.md, "Frozen cameras").
+   */
+  frozenTolerance: number;
   ffmpegPath: string;
   gstLaunchPath: string;
 }
 
 export interface CameraEvents {
-  /** A frame whose image differs from the previous one (RTSP; other sources: every frame). */
+  /** A frame whose image differs from the last one handed on (RTSP; other sources: every frame). */
   frame: [frame: Buffer, capturedAt: number];
-  /** A frame byte-identical to the previous one: not handed on (never scored). */
+  /** A frame showing the same image as the last one handed on (within ingest.frozenTolerance): never scored. */
   repeat: [];
   state: [state: CameraState, error: string | undefined];
 }
@@ -52,7 +57,7 @@ export class Camera extends EventEmitter<CameraEvents> implements FrameSource {
   since = Date.now();
   /** Frames read off the decoder since start (also the next frame's seq; repeats count too). */
   captured = 0;
-  /** Frames not handed on because they were byte-identical to the previous one. */
+  /** Frames not handed on because they showed the same image as the last one handed on (src/sources/frame-change.ts). */
   repeated = 0;
   restarts = 0;
   /** When the latest frame (any) and the latest changed frame arrived; 0 = none yet. */
@@ -93,7 +98,7 @@ export class Camera extends EventEmitter<CameraEvents> implements FrameSource {
     }
     this.source = source;
     this.line = source?.kind === 'synthetic' ? new SyntheticLine(source.params) : null;
-    this.change = source?.kind === 'rtsp' ? new ChangeDetector() : null;
+    this.change = source?.kind === 'rtsp' ? new ChangeDetector(opts.frozenTolerance, size.width, size.height) : null;
   }
 
   get id(): string {
@@ -247,7 +252,7 @@ export class Camera extends EventEmitter<CameraEvents> implements FrameSource {
   }
 
   /**
-   * A byte-identical frame: counted, never scored. The decoder is alive (a first frame after a restart makes a
+   * A repeat of the last scored image (src/sources/frame-change.ts): counted, never scored. The decoder is alive (a first frame after a restart makes a
    * connecting camera streaming; a frozen one stays frozen). An image unchanged for longer than the frozen timeout,
    * and for that long since the current decoder's first frame (so restarts are spaced by the timeout), makes the
    * camera frozen and restarts the decoder: a stuck encoder or RTSP session is often cured by a new session.
@@ -261,8 +266,9 @@ export class Camera extends EventEmitter<CameraEvents> implements FrameSource {
     if (timeout <= 0 || (this.state !== 'streaming' && this.state !== 'frozen')) return;
     const unchanged = change.unchangedFor(now);
     if (unchanged <= timeout || now - this.decoderFirstFrameAt <= timeout) return;
-    const why = `image unchanged for ${(unchanged / 1000).toFixed(1)} s (${change.streak} identical frames)`;
-    this.log.warn({ camera: this.id, unchangedMs: unchanged, identicalFrames: change.streak, frozenTimeoutMs: timeout }, `camera ${this.id}: ${why}: frozen, restarting decoder`);
+    const why = `image unchanged for ${(unchanged / 1000).toFixed(1)} s (${change.streak} repeated frames)`;
+    this.log.warn({ camera: this.id, unchangedMs: unchanged, repeatedFrames: change.streak, lastDistance: Math.round(change.lastDistance * 100) / 100,
+      frozenTolerance: change.tolerance, frozenTimeoutMs: timeout }, `camera ${this.id}: ${why}: frozen, restarting decoder`);
     this.restart('frozen', why);
   }
 

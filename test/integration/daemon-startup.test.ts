@@ -1,9 +1,11 @@
 // Start-up refusals (exit codes: docs/daemon.md; keys: docs/configuration.md): invalid configuration exits 2 with one
 // `config: <key>: <why>` line per problem; a model that cannot be loaded (missing, sha256 mismatch, not an ONNX
-// graph, wrong input contract) exits 3 with a message naming the file and the problem. Real daemon process, real
+// graph, wrong input contract) exits 3 with a message naming the file and the problem; an HTTP port already taken
+// exits 1 before any MQTT connection. Real daemon process, real
 // (test) ONNX model; no broker needed because the daemon must refuse before serving anything.
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import { AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort, missing } from './helpers/env';
@@ -94,6 +96,30 @@ describe('daemon start-up refusals', { skip: missing('daemon', 'venv') }, () => 
     assert.equal(exit.code, 3, `exit code (output:\n${d.output()})`);
     assert.match(d.output(), /frames/, 'names the input');
     assert.match(d.output(), /uint8|float/i, 'says what is wrong with it');
+  });
+
+  test('HTTP port already taken: exit 1 with a line naming the address and what to do, before any MQTT connection', async () => {
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', () => r()));
+    const port = (holder.address() as AddressInfo).port;
+    try {
+      // Both an external broker nobody answers on and the embedded one (which used to keep the exit waiting ~10 s).
+      for (const mqtt of [{ url: unusedBroker }, { url: '', embeddedPort: await freePort() }]) {
+        const cfg = { ...valid(h.model.dir), mqtt: { ...mqtt, topicPrefix: h.prefix }, http: { host: '127.0.0.1', port } };
+        const t0 = Date.now();
+        const d = h.daemon(cfg);
+        const exit = await d.proc.waitExit(EXIT_TIMEOUT_MS);
+        assert.equal(exit.code, 1, `exit code (output:\n${d.output()})`);
+        const line = d.proc.stderr.find((l) => l.startsWith('fatal: '));
+        assert.equal(line, `fatal: http: cannot listen on 127.0.0.1:${port} (EADDRINUSE): another process already listens on this port; `
+          + 'choose another http.port (--http-port, ETSTPM_HTTP_PORT) or 0 to serve no HTTP', d.output());
+        // The port is checked before the broker is started or connected to.
+        assert.ok(!/MQTT|embedded MQTT broker/.test(d.output()), `no MQTT before the HTTP port is bound:\n${d.output()}`);
+        process.stderr.write(`# http port taken, mqtt ${mqtt.url || 'embedded'}: exit 1 after ${Date.now() - t0} ms (process start included)\n`);
+      }
+    } finally {
+      holder.close();
+    }
   });
 
   test('model.json not valid JSON: exit 3 naming model.json', async () => {

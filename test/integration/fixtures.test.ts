@@ -58,6 +58,18 @@ describe('RTSP camera fixture (gst-rtsp-server)', { skip: missing('rtsp-server',
       await cam.stop();
     }
   });
+
+  test('H.265 stream (x265, GOP 5, 1000 kbps): an hevc stream that decodes at the served size', async () => {
+    const cam = await new RtspServer({ images: [grid], fps: 10, codec: 'h265', gop: 5, kbps: 1000, size: '256x256' }).start();
+    try {
+      grabFrames(cam.url, 'tcp', 3, '256x256');
+      const probe = spawnSync('ffprobe', ['-v', 'error', '-rtsp_transport', 'tcp', '-select_streams', 'v:0', '-show_entries', 'stream=codec_name',
+        '-of', 'csv=p=0', cam.url], { timeout: 30000, encoding: 'utf8' });
+      assert.equal(probe.stdout.trim(), 'hevc', `ffprobe: ${probe.stderr}`);
+    } finally {
+      await cam.stop();
+    }
+  });
 });
 
 describe('mosquitto fixture', { skip: missing('mosquitto', 'tls') }, () => {

@@ -11,9 +11,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { missing, tmpDir } from './helpers/env';
+import { missing, SHARED, tmpDir } from './helpers/env';
 import { CameraStatus, GRID_GOOD, Harness, ResultMsg } from './helpers/harness';
-import { makeTestModel, ModelManifest } from './helpers/model';
+import { alwaysNgCopy, makeTestModel, ModelManifest } from './helpers/model';
 import { waitFor } from './helpers/wait';
 
 const START_MS = 45000;   // daemon start to first result on a loaded 2-core machine
@@ -25,6 +25,7 @@ const N_IMAGES = 8;
 const skip = missing('daemon', 'venv', 'mosquitto', 'ffmpeg', 'rtsp-server', 'shared');
 const models = tmpDir('etstpm-it-rel-');
 let model: { dir: string; manifest: ModelManifest };
+let ngModel: { dir: string; manifest: ModelManifest };
 const colours = Array.from({ length: N_IMAGES }, (_, k) => {
   const l = 16 + k * 28;
   return [l, (l * 3) % 256, 255 - l] as const;
@@ -45,6 +46,7 @@ function writeImages(dir: string, width: number, height: number): string {
 before(async () => {
   if (skip) return;
   model = makeTestModel(join(models.dir, 'model'), { size: SIZE });
+  ngModel = alwaysNgCopy(model.dir, join(models.dir, 'ng'));
   const session = await ort.InferenceSession.create(join(model.dir, 'model.onnx'));
   for (const c of colours) {
     const frame = new Uint8Array(SIZE * SIZE * 3);
@@ -125,7 +127,7 @@ describe('ingest reliability with real RTSP cameras', { skip }, () => {
       await cam.freeze();
       const frozeAt = Date.now();
       const st = await waitStatus(h, 'frz', (s) => s.state === 'frozen', FAULT_MS, frozeAt, 'frozen');
-      assert.match(st.error ?? '', /image unchanged for \d+(\.\d)? s \(\d+ identical frames\)/);
+      assert.match(st.error ?? '', /image unchanged for \d+(\.\d)? s \(\d+ repeated frames\)/);
       assert.ok(st.repeated > 0);
       const health = await fetch(`http://127.0.0.1:${port}/healthz`);
       const body = await health.text();
@@ -149,6 +151,49 @@ describe('ingest reliability with real RTSP cameras', { skip }, () => {
       await waitResults(h, 'frz', 3, RESUME_MS, unAt);
       await waitFor('/healthz 200 again', async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).status === 200, RESUME_MS);
       process.stderr.write(`# frozen after ${st.since - frozeAt} ms (timeout 3000 ms); first result ${results(h, 'frz', unAt)[0].capturedAt - unAt} ms after unfreezing\n`);
+    } finally {
+      await h.close();
+    }
+  });
+
+  test('H.264 freeze (x264, GOP 5, 1000 kbps, 5 fps: decodes to a cycle of slightly different frames): frozen within the timeout, no repeated results or rejects, streaming again after unfreezing', async () => {
+    const h = new Harness();
+    try {
+      h.model = ngModel; // every frame NG: each scored frame is also a reject
+      await h.startBroker();
+      const grid = join(SHARED, 'data/mvtec_grid_subset/grid/train/good');
+      const cam = await h.camera({ images: [grid], codec: 'h264', fps: 5, gop: 5, kbps: 1000, size: '256x256' });
+      const cfg = await h.config([{ id: 'h264', url: cam.url }], { ingest: { frozenTimeoutMs: 3000 } }, true);
+      const port = (cfg.http as { port: number }).port;
+      const d = h.daemon(cfg);
+      await waitResults(h, 'h264', 5, START_MS);
+      await h.explain(waitFor('rejects while the scene changes', () => h.mqtt.json(h.topic('h264', 'reject')).length >= 3, FAULT_MS));
+      assert.ok(results(h, 'h264').every((r) => r.verdict === 'ng'), 'the NG model makes every result NG');
+      const frozeAt = Date.now();
+      await cam.freeze();
+      const st = await waitStatus(h, 'h264', (s) => s.state === 'frozen', FAULT_MS, frozeAt, 'frozen');
+      assert.match(st.error ?? '', /image unchanged for \d+(\.\d)? s \(\d+ repeated frames\)/);
+      const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+      const body = await health.text();
+      assert.equal(health.status, 503, body);
+      assert.match(body, /camera frozen: h264 \(image unchanged/, 'the lone frozen camera is named as frozen');
+      // Through a decoder restart (a new RTSP session, which decodes the still image afresh) it stays frozen.
+      await waitFor('a later frozen status', () => statuses(h, 'h264').filter((s) => s.state === 'frozen' && s.since > st.since).length >= 1
+        || statuses(h, 'h264', st.since + 1).filter((s) => s.state === 'frozen').length >= 2, FAULT_MS);
+      // No result and no reject for a frame captured after the freeze (2 s for frames already on their way).
+      const stale = results(h, 'h264').filter((r) => r.capturedAt > frozeAt + 2000);
+      assert.deepEqual(stale.map((r) => `${r.seq}@${r.capturedAt - frozeAt}ms`), [], 'no result for the frozen image');
+      const staleRejects = h.mqtt.json<{ seq: number; capturedAt: number }>(h.topic('h264', 'reject')).filter((r) => r.capturedAt > frozeAt + 2000);
+      assert.deepEqual(staleRejects.map((r) => r.seq), [], 'no reject for the frozen image: one NG part, one reject');
+      const afterFreeze = results(h, 'h264').filter((r) => r.capturedAt > frozeAt).length;
+      const unAt = Date.now();
+      await cam.unfreeze();
+      await waitStatus(h, 'h264', (s) => s.state === 'streaming', RESUME_MS, unAt, 'streaming again');
+      await waitResults(h, 'h264', 3, RESUME_MS, unAt);
+      await waitFor('/healthz 200 again', async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).status === 200, RESUME_MS);
+      assert.ok(d.running);
+      process.stderr.write(`# h264 gop 5 1000 kbps: frozen ${st.since - frozeAt} ms after freezing (timeout 3000 ms), ${afterFreeze} result(s) for frames captured `
+        + `after the freeze signal (in flight), ${st.repeated} repeats counted; streaming ${results(h, 'h264', unAt)[0].capturedAt - unAt} ms after unfreezing\n`);
     } finally {
       await h.close();
     }

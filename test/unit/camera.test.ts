@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { CameraConfig } from '../../src/config/types';
 import { Backoff } from '../../src/sources/backoff';
 import { Camera, CameraState, IngestOptions } from '../../src/sources/camera';
-import { ChangeDetector } from '../../src/sources/frame-change';
+import { ChangeDetector, Thumbnailer, thumbDistance } from '../../src/sources/frame-change';
 import { captureLog, silentLog, until } from './helpers';
 
 const ingest: IngestOptions = {
@@ -17,6 +17,7 @@ const ingest: IngestOptions = {
   reconnectMinMs: 100,
   reconnectMaxMs: 400,
   frozenTimeoutMs: 0,
+  frozenTolerance: 0,
   ffmpegPath: 'ffmpeg',
   gstLaunchPath: 'gst-launch-1.0',
 };
@@ -48,6 +49,72 @@ describe('ChangeDetector', () => {
     assert.equal(c.streak, 0);
     assert.equal(c.unchangedFor(450), 50);
     assert.equal(c.check(a, 500), true, 'back to an older image is a change');
+  });
+});
+
+describe('ChangeDetector with a tolerance (lossy streams: docs/daemon.md, "Frozen cameras")', () => {
+  const W = 256;
+  const grey = (v: number): Buffer => Buffer.alloc(W * W * 3, v);
+  /** A copy of `f` with a w x h rectangle at (x, y) raised by `by` grey levels in every channel. */
+  const patch = (f: Buffer, x: number, y: number, w: number, h: number, by: number): Buffer => {
+    const o = Buffer.from(f);
+    for (let r = y; r < y + h; r++) for (let c = x; c < x + w; c++) for (let k = 0; k < 3; k++) o[(r * W + c) * 3 + k] = Math.min(255, o[(r * W + c) * 3 + k] + by);
+    return o;
+  };
+  /** Pixel noise of +-amp (a deterministic pattern), like a codec's quantisation error. */
+  const noisy = (f: Buffer, amp: number, seed: number): Buffer => {
+    const o = Buffer.from(f);
+    let s = seed;
+    for (let i = 0; i < o.length; i++) {
+      s = (s * 1103515245 + 12345) >>> 0;
+      o[i] = Math.max(0, Math.min(255, o[i] + ((s >>> 16) % (2 * amp + 1)) - amp));
+    }
+    return o;
+  };
+
+  it('thumbnail: 32x32 block means of (R + 2G + B) / 4; distance = largest block difference and the mean one', () => {
+    const t = new Thumbnailer(W, W);
+    assert.equal(t.side, 32);
+    const a = t.of(Buffer.alloc(W * W * 3, 100));
+    assert.ok(a.means.every((m) => m === 100));
+    const rgb = Buffer.alloc(W * W * 3);
+    for (let i = 0; i < rgb.length; i += 3) rgb.set([40, 80, 200], i);
+    assert.ok(t.of(rgb).means.every((m) => m === (40 + 160 + 200) / 4));
+    // One 8x8 block raised by 40: that block differs by 40, the mean difference is 40 / 1024.
+    const b = t.of(patch(Buffer.alloc(W * W * 3, 100), 8, 16, 8, 8, 40));
+    const d = thumbDistance(a, b);
+    assert.equal(d.max, 40);
+    assert.ok(Math.abs(d.mean - 40 / 1024) < 1e-9);
+    assert.equal(new Thumbnailer(20, 10).side, 10, 'fewer blocks than 32 on a small frame');
+    assert.throws(() => t.of(Buffer.alloc(10)), /frame of 10 bytes, expected 256x256x3/);
+  });
+
+  it('codec-like pixel noise is a repeat; a small local change (one part of the image) is not', () => {
+    const c = new ChangeDetector(8, W, W);
+    const base = noisy(grey(120), 0, 1);
+    assert.equal(c.check(base, 1), true, 'first frame');
+    for (let i = 0; i < 5; i++) assert.equal(c.check(noisy(base, 6, i + 2), 2 + i), false, `noise +-6 (frame ${i}) is the same image`);
+    assert.equal(c.streak, 5);
+    assert.ok(c.lastDistance < 8, `noise distance ${c.lastDistance}`);
+    assert.equal(c.check(patch(base, 100, 100, 12, 12, 30), 10), true, 'a 12x12 px patch 30 grey levels brighter is a change');
+    assert.equal(c.streak, 0);
+    assert.equal(c.changedAt, 10);
+  });
+
+  it('compares with the last SCORED frame: a slow drift adds up to a change', () => {
+    const c = new ChangeDetector(8, W, W);
+    assert.equal(c.check(grey(100), 1), true);
+    assert.equal(c.check(grey(103), 2), false, '+3');
+    assert.equal(c.check(grey(106), 3), false, '+6 from the scored frame');
+    assert.equal(c.check(grey(109), 4), true, '+9 from the scored frame: changed, though only +3 from the previous');
+    assert.equal(c.check(grey(112), 5), false, '+3 from the new reference');
+  });
+
+  it('tolerance 0 keeps the byte-exact comparison; a negative one is refused', () => {
+    const c = new ChangeDetector(0, W, W);
+    assert.equal(c.check(grey(100), 1), true);
+    assert.equal(c.check(noisy(grey(100), 1, 3), 2), true, 'any byte differing is a change');
+    assert.throws(() => new ChangeDetector(-1, W, W), /frozen tolerance must be >= 0/);
   });
 });
 

@@ -119,6 +119,18 @@ describe('config', () => {
     assert.match(errors(['--config', '/nonexistent.json'])[0], /^--config: cannot read "\/nonexistent.json" \(ENOENT\)/);
   });
 
+  it('ingest.frozenTolerance: grey levels 0-255, default 8; fractions allowed; out of range or not a number named', () => {
+    const ok = loadConfig({ argv: ['--config', tmpFile(JSON.stringify({ ingest: { frozenTolerance: 2.5 } }))], env: {} });
+    assert.equal(ok.kind, 'ok');
+    assert.equal((ok as { config: { ingest: { frozenTolerance: number } } }).config.ingest.frozenTolerance, 2.5);
+    const def = loadConfig({ argv: [], env: {} });
+    assert.equal((def as { config: { ingest: { frozenTolerance: number } } }).config.ingest.frozenTolerance, 8);
+    for (const bad of [-1, 256, 'x']) {
+      const e = errors(['--config', tmpFile(JSON.stringify({ ingest: { frozenTolerance: bad } }))]);
+      assert.ok(e.some((l) => l.startsWith('ingest.frozenTolerance: must be a number of grey levels between 0 and 255')), `${bad}: ${e.join('\n')}`);
+    }
+  });
+
   it('unknown flags and unparsable env values are reported, not thrown', () => {
     assert.match(errors(['--bogus'])[0], /^command line: .*--bogus/);
     assert.match(errors([], { ETSTPM_CAMERAS: '{nope' })[0], /^cameras: not valid JSON/);

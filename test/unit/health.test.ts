@@ -75,6 +75,35 @@ describe('health', () => {
     assert.equal(out.closed, true);
   });
 
+  it('a lone frozen camera: /healthz says "camera frozen" as with several cameras; the watchdog keeps pinging', async () => {
+    const { out, cams, deps } = parts();
+    const d = new Daemon(config(), silentLog(), deps);
+    try {
+      await d.start();
+      out.setConnected(true);
+      await until(() => d.ready, 5000, 'ready');
+      const before = Date.now();
+      cams[0].lastNewFrameAt = before;
+      cams[0].push(10);
+      await until(() => out.results.length === 1, 5000, 'the frame scored');
+      // Later than the stall timeout: nothing processed since, the decoder still delivering repeats of that image.
+      const later = Date.now() + 6000;
+      cams[0].lastFrameAt = later - 200;
+      cams[0].state = 'frozen';
+      cams[0].error = 'image unchanged for 31.0 s (155 repeated frames)';
+      cams[0].emit('state', 'frozen', cams[0].error);
+      const h = d.health(later);
+      assert.equal(h.ok, false);
+      assert.equal(h.reason, 'camera frozen: a (image unchanged for 31.0 s (155 repeated frames))');
+      assert.equal(d.processingHealth(later).ok, true, 'a frozen camera alone must not stop the watchdog pings');
+      // Between decoder restarts (no frame from the new session yet) the wording stays the same.
+      cams[0].lastFrameAt = 0;
+      assert.equal(d.health(later).reason, h.reason);
+    } finally {
+      await d.stop();
+    }
+  });
+
   it('outputs given beside MQTT get every result and, if they take them, camera statuses', async () => {
     const { out, cams, deps } = parts();
     const extra = new TestOutput();

@@ -11,7 +11,9 @@ export interface RtspOptions {
   fps?: number;                 // default 10
   hold?: number;                // frames per image, default 1
   size?: string;                // "WxH", default: the first image's size
-  codec?: 'h264' | 'h264-lossless' | 'raw';
+  codec?: 'h264' | 'h265' | 'h264-lossless' | 'raw';
+  kbps?: number;                // h264/h265 bitrate (fixture default 4000)
+  gop?: number;                 // h264/h265 keyframe interval in frames (fixture default: fps)
   protocols?: string;           // "tcp,udp" (default)
   mount?: string;               // default "/cam"
   port?: number;                // default: a free port
@@ -40,6 +42,8 @@ export class RtspServer {
       '--fps', String(o.fps ?? 10), '--hold', String(o.hold ?? 1), '--codec', o.codec ?? 'h264',
       '--protocols', o.protocols ?? 'tcp,udp'];
     if (o.size) args.push('--size', o.size);
+    if (o.kbps) args.push('--kbps', String(o.kbps));
+    if (o.gop) args.push('--gop', String(o.gop));
     if (o.reportFrames) args.push('--report-frames');
     this.pushed = 0;
     this.generation += 1;
