@@ -78,12 +78,10 @@ export class ModbusHeartbeat {
 
   private tick(): void {
     const why = this.alive();
-    if (why !== this.pausedBy) {
-      // One line per change, not per period.
-      if (why !== null && (this.pausedBy === null || this.written > 0)) this.log.warn({ heartbeat: this.label, reason: why }, 'Modbus: heartbeat paused');
-      else if (why === null) this.log.info({ heartbeat: this.label }, 'Modbus: heartbeat beating');
-      this.pausedBy = why;
-    }
+    // One line per change between beating and paused, not per period (the reason's numbers change every tick).
+    if (why !== null && this.pausedBy === null) this.log.warn({ heartbeat: this.label, reason: why }, 'Modbus: heartbeat paused');
+    else if (why === null && this.pausedBy !== null) this.log.info({ heartbeat: this.label }, 'Modbus: heartbeat beating');
+    this.pausedBy = why;
     if (why !== null || this.busy || this.link.state !== 'up') return;
     this.busy = true;
     const next = this.cfg.type === 'coil' ? 1 - this.value : (this.value + 1) & 0xffff;

@@ -252,7 +252,7 @@ describe('Modbus TCP reject output against a pymodbus server', { skip }, () => {
     }
   });
 
-  test('heartbeat: beats at its period while the daemon runs and inspects; stops when it is stopped or its camera is dead', async () => {
+  test('heartbeat: beats at its period while the daemon runs and inspects; stops when it is stopped or its camera is dead', { skip: missing('rtsp-server', 'shared') }, async () => {
     const h = new Harness();
     const plc = new ModbusPlc({ 20: 7 });
     try {
@@ -260,7 +260,8 @@ describe('Modbus TCP reject output against a pymodbus server', { skip }, () => {
       h.model = ngModel;
       await h.startBroker();
       await plc.start();
-      const cfg = await h.config([cam('cam1', 4), { id: 'dead', url: 'rtsp://127.0.0.1:1/none' }], {
+      const rtsp = await h.camera({ fps: 5 });
+      const cfg = await h.config([cam('cam1', 4), { id: 'rtsp', url: rtsp.url }, { id: 'dead', url: 'rtsp://127.0.0.1:1/none' }], {
         modbus: {
           reconnectMinMs: 200,
           reconnectMaxMs: 1000,
@@ -269,6 +270,8 @@ describe('Modbus TCP reject output against a pymodbus server', { skip }, () => {
             { host: '127.0.0.1', port: plc.port, type: 'coil', address: 21, periodMs: PERIOD, cameras: ['cam1'] },
             // Watches a camera that never delivers a frame: never beats.
             { host: '127.0.0.1', port: plc.port, type: 'coil', address: 22, periodMs: PERIOD, cameras: ['dead'] },
+            // Watches the RTSP camera, which goes away below.
+            { host: '127.0.0.1', port: plc.port, type: 'register', address: 23, periodMs: PERIOD, cameras: ['rtsp'] },
           ],
         },
       }, true);
@@ -296,6 +299,27 @@ describe('Modbus TCP reject output against a pymodbus server', { skip }, () => {
       const m = (await getText(httpPort, '/metrics')).text;
       assert.ok(metricValue(m, 'etstpm_modbus_heartbeats_written_total', { heartbeat: `127.0.0.1:${plc.port}/register/20` }) >= 8);
       assert.equal(metricValue(m, 'etstpm_modbus_heartbeat_beating', { heartbeat: `127.0.0.1:${plc.port}/coil/22` }), 0);
+
+      // The RTSP camera stops delivering: its heartbeat stops once no frame was scored for staleMs (here
+      // ingest.stallTimeoutMs, 2 s), while the one watching cam1 goes on.
+      await h.explain(waitFor('beats for the RTSP camera', () => plc.registerWrites(23).length >= 3, START_MS));
+      const hbRtsp = `127.0.0.1:${plc.port}/register/23`;
+      const killed = Date.now();
+      await rtsp.kill();
+      const paused = await h.explain(waitFor('the RTSP camera\'s heartbeat paused', async () => {
+        const s = (JSON.parse((await getText(httpPort, '/healthz')).text) as typeof hz).modbusHeartbeats[hbRtsp];
+        return s.beating ? undefined : s;
+      }, EVENT_MS));
+      assert.match(paused.reason ?? '', /camera rtsp has no scored frame for \d+ ms/);
+      const beatsAtPause = plc.registerWrites(23).length;
+      const cam1Beats = plc.registerWrites(20).length;
+      await sleep(PERIOD * 5);
+      assert.equal(plc.registerWrites(23).length, beatsAtPause, 'no beat while its camera delivers nothing');
+      assert.ok(plc.registerWrites(20).length > cam1Beats, 'the heartbeat watching cam1 goes on');
+      // (frames already decoded may still be scored for a moment after the kill; generous margin)
+      assert.ok(plc.registerWrites(23).every((w) => w.t < killed + 2000 + 3000), 'last beat within staleMs (+ margin) of the camera going away');
+      const pausedLines = logLines(d.proc.lines).filter((l) => /heartbeat paused/.test(l.msg));
+      assert.equal(pausedLines.length, 1, 'one "heartbeat paused" line, not one per period');
 
       // A stopped (hung) daemon does not beat; it beats again once it runs.
       d.proc.signal('SIGSTOP');
