@@ -6,7 +6,7 @@
  * docs/sparkplug.md, "Heartbeat".
  */
 import type { Logger } from '../log';
-import { errorText, ModbusLink, ModbusTarget } from './link';
+import { errorText, isModbusException, ModbusLink, ModbusTarget } from './link';
 
 export interface HeartbeatConfig {
   host: string;
@@ -40,6 +40,7 @@ export class ModbusHeartbeat {
   private timer: NodeJS.Timeout | null = null;
   private busy = false;
   private pausedBy: string | null = 'not started';
+  private refused: string | null = null;
   private readonly target: ModbusTarget;
 
   constructor(
@@ -93,9 +94,17 @@ export class ModbusHeartbeat {
         () => {
           this.value = next;
           this.written++;
+          this.refused = null;
           this.onWritten();
         },
-        (err: unknown) => this.log.debug({ heartbeat: this.label, err: errorText(err) }, 'Modbus: heartbeat write failed'),
+        (err: unknown) => {
+          // A refusal by a live PLC (illegal address ...) is a configuration problem: say so once. A dead link is
+          // logged by the link itself.
+          const text = errorText(err);
+          if (isModbusException(err) && text !== this.refused) this.log.warn({ heartbeat: this.label, err: text }, 'Modbus: the PLC refused the heartbeat write');
+          else this.log.debug({ heartbeat: this.label, err: text }, 'Modbus: heartbeat write failed');
+          this.refused = isModbusException(err) ? text : null;
+        },
       )
       .finally(() => {
         this.busy = false;
