@@ -138,7 +138,7 @@ export function loadConfig(input: LoadInput): LoadResult {
   const plc = validatePlcConfig(props, Array.isArray(props.cameras) ? props.cameras.map((c) => (c as { id?: unknown }).id).filter((id): id is string => typeof id === 'string') : []);
   errors.push(...plc.errors);
   if (errors.length > 0) return { kind: 'error', errors };
-  return { kind: 'ok', config: { ...props, cameras: cams.cameras, modbus: { ...props.modbus, outputs: plc.modbusOutputs } }, configFile };
+  return { kind: 'ok', config: { ...props, cameras: cams.cameras, modbus: { ...props.modbus, outputs: plc.modbusOutputs, heartbeats: plc.modbusHeartbeats } }, configFile };
 }
 
 /** Re-reads the camera list and the default model folder from the same sources (SIGHUP). */

@@ -1,4 +1,5 @@
-/** Deep validation of `modbus.outputs`: one message per problem, naming the output's index and key. */
+/** Deep validation of `modbus.outputs` and `modbus.heartbeats`: one message per problem, naming the index and key. */
+import type { HeartbeatConfig } from './heartbeat';
 import type { RejectOutputConfig } from './reject-output';
 
 const KEYS = ['camera', 'host', 'port', 'unitId', 'type', 'address', 'pulseMs', 'gapMs'] as const;
@@ -65,4 +66,63 @@ export function validateModbusOutputs(raw: unknown, cameraIds: readonly string[]
     }
   });
   return { outputs, errors };
+}
+
+const HEARTBEAT_KEYS = ['host', 'port', 'unitId', 'type', 'address', 'periodMs', 'staleMs', 'cameras'] as const;
+
+export interface HeartbeatsValidation {
+  heartbeats: HeartbeatConfig[];
+  errors: string[];
+}
+
+/**
+ * Deep validation of `modbus.heartbeats` (docs/configuration.md): `outputs` are the already validated reject
+ * outputs, whose coils and registers a heartbeat must not share.
+ */
+export function validateModbusHeartbeats(raw: unknown, cameraIds: readonly string[], outputs: readonly RejectOutputConfig[]): HeartbeatsValidation {
+  const errors: string[] = [];
+  const heartbeats: HeartbeatConfig[] = [];
+  if (!Array.isArray(raw)) return { heartbeats, errors: ['modbus.heartbeats: must be an array of {host, type, address, periodMs?, ...}'] };
+  const targets = new Map<string, string>();
+  for (const [i, o] of outputs.entries()) targets.set(`${o.host}:${o.port}/${o.unitId}/${o.type}/${o.address}`, `modbus.outputs[${i}]`);
+  raw.forEach((item: unknown, i: number) => {
+    const key = `modbus.heartbeats[${i}]`;
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) {
+      errors.push(`${key}: must be an object {host, port?, unitId?, type, address, periodMs?, staleMs?, cameras?}`);
+      return;
+    }
+    const o = item as Record<string, unknown>;
+    const before = errors.length;
+    for (const k of Object.keys(o)) {
+      if (!(HEARTBEAT_KEYS as readonly string[]).includes(k)) errors.push(`${key}.${k}: not a known key (expected ${HEARTBEAT_KEYS.join(', ')})`);
+    }
+    const host = o.host;
+    if (typeof host !== 'string' || !HOST.test(host)) errors.push(`${key}.host: must be a host name or IP address of the PLC`);
+    const port = int(o.port ?? 502, `${key}.port`, 1, 65535, errors);
+    const unitId = int(o.unitId ?? 1, `${key}.unitId`, 0, 255, errors);
+    const type = o.type;
+    if (type !== 'coil' && type !== 'register') errors.push(`${key}.type: must be "coil" (toggled) or "register" (counter)`);
+    const address = int(o.address, `${key}.address`, 0, 65535, errors);
+    const periodMs = int(o.periodMs ?? 1000, `${key}.periodMs`, 50, 60000, errors);
+    const staleMs = o.staleMs === undefined ? null : int(o.staleMs, `${key}.staleMs`, 1, 3600000, errors);
+    let cameras: string[] | null = null;
+    if (o.cameras !== undefined) {
+      if (!Array.isArray(o.cameras) || o.cameras.length === 0 || !o.cameras.every((c) => typeof c === 'string')) {
+        errors.push(`${key}.cameras: must be a non-empty array of camera ids (leave it out to watch every camera)`);
+      } else {
+        cameras = o.cameras as string[];
+        for (const c of cameras) if (!cameraIds.includes(c)) errors.push(`${key}.cameras: no camera with id "${c}" (cameras: ${cameraIds.join(', ') || 'none'})`);
+      }
+    }
+    if (errors.length !== before) return;
+    const target = `${host as string}:${port}/${unitId}/${type as string}/${address}`;
+    const other = targets.get(target);
+    if (other !== undefined) {
+      errors.push(`${key}.address: the same ${type as string} ${address} on ${host as string}:${port} unit ${unitId} is already used by ${other}`);
+      return;
+    }
+    targets.set(target, key);
+    heartbeats.push({ host: host as string, port, unitId, type: type as 'coil' | 'register', address, periodMs, staleMs, cameras });
+  });
+  return { heartbeats, errors };
 }

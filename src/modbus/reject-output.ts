@@ -1,11 +1,12 @@
 /**
  * The reject signal of one camera on a PLC: on every NG frame either a coil pulse (ON, pulseMs, OFF, then at least
  * gapMs OFF so the PLC sees separate edges) or a holding register counter incremented by one (the PLC acts on each
- * change). Rejects run in order, one at a time. A reject is carried out only if its write can be sent before the
- * frame's deadline (capture time + reject.deadlineMs); otherwise it is dropped, counted and logged - never late.
+ * change). Rejects run in order, one at a time. A reject is carried out only if its write is answered before the
+ * frame's deadline (capture time + reject.deadlineMs); otherwise it is dropped, counted and logged - never late
+ * (the link's rules: src/modbus/link.ts, docs/sparkplug.md "Modbus TCP reject output").
  */
 import type { Logger } from '../log';
-import { errorText, ModbusLink, RequestRefused } from './link';
+import { errorText, isModbusException, ModbusLink, ModbusTarget, NoAnswer, RequestRefused } from './link';
 
 export interface RejectOutputConfig {
   camera: string;
@@ -30,7 +31,7 @@ export interface RejectRequest {
 
 /**
  * deadline: could not be sent before the deadline (PLC busy with earlier pulses, or late frame);
- * disconnected: PLC link down; timeout: sent but unanswered by the deadline (the link is reset);
+ * disconnected: PLC link down; timeout: the PLC did not answer by the deadline (the connection is reset);
  * error: the PLC answered with a Modbus exception; queue_full: more than MAX_QUEUED rejects waiting.
  */
 export type DropReason = 'deadline' | 'disconnected' | 'timeout' | 'error' | 'queue_full';
@@ -52,7 +53,8 @@ export interface RejectOutputStatus {
 }
 
 const MAX_QUEUED = 32;
-const LOG_EVERY_MS = 5000;
+/** At most one drop log line per output in this period, with the counts since the last one. */
+export const DROP_LOG_EVERY_MS = 10000;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export class RejectOutput {
@@ -65,7 +67,9 @@ export class RejectOutput {
   private counter = 0;
   private closed = false;
   private endPulse: (() => void) | null = null;
-  private readonly lastLog = new Map<DropReason, { at: number; since: number }>();
+  private lastDropLog = 0;
+  private readonly dropsSinceLog: Partial<Record<DropReason, number>> = {};
+  private readonly target: ModbusTarget;
 
   constructor(
     readonly cfg: RejectOutputConfig,
@@ -73,7 +77,8 @@ export class RejectOutput {
     private readonly hooks: RejectOutputHooks,
     private readonly log: Logger,
   ) {
-    link.on('up', () => void this.onLinkUp());
+    this.target = { unitId: cfg.unitId, type: cfg.type, address: cfg.address };
+    link.onOpen(() => void this.onLinkOpen());
   }
 
   status(): RejectOutputStatus {
@@ -113,21 +118,22 @@ export class RejectOutput {
           await sleep(wait);
         }
         if (this.closed) return; // stopping: no new pulse
-        await this.link.request(c.unitId, (m) => m.writeCoil(c.address, true), r.deadline);
+        await this.link.write(this.target, 1, r.deadline);
         this.ok(r);
         await this.pulseWait(c.pulseMs);
         await this.coilOff();
         this.coilFreeAt = Date.now() + c.gapMs;
       } else {
         const next = (this.counter + 1) & 0xffff;
-        await this.link.request(c.unitId, (m) => m.writeRegister(c.address, next), r.deadline);
+        await this.link.write(this.target, next, r.deadline);
         this.counter = next;
         this.ok(r);
       }
     } catch (err) {
       if (err instanceof RequestRefused) this.drop(err.reason, r);
-      else if ((err as { modbusCode?: number }).modbusCode !== undefined) this.drop('error', r, errorText(err));
-      else this.drop('timeout', r, errorText(err));
+      else if (isModbusException(err)) this.drop('error', r, errorText(err));
+      else if (err instanceof NoAnswer) this.drop('timeout', r, errorText(err));
+      else this.drop('disconnected', r, errorText(err));
     }
   }
 
@@ -153,44 +159,46 @@ export class RejectOutput {
     this.hooks.written(this.cfg.camera, r);
   }
 
-  /** OFF has no deadline: a coil must never stay ON. If the link died, onLinkUp writes OFF again. */
+  /**
+   * OFF has a bounded deadline like every write. If it fails the link is down (reset) or the PLC refused it; the
+   * next connection writes OFF first, before anything else.
+   */
   private async coilOff(): Promise<void> {
-    const c = this.cfg;
     try {
-      await this.link.request(c.unitId, (m) => m.writeCoil(c.address, false));
+      await this.link.write(this.target, 0, this.link.boundedDeadline());
     } catch (err) {
-      this.log.warn({ camera: c.camera, plc: this.link.endpoint, coil: c.address, err: errorText(err) }, 'Modbus: reject coil OFF failed; it is written again on reconnect');
+      const level = isModbusException(err) ? 'warn' : 'debug';
+      this.log[level]({ camera: this.cfg.camera, plc: this.link.endpoint, coil: this.cfg.address, err: errorText(err) }, 'Modbus: reject coil OFF failed; it is written again on reconnect');
     }
   }
 
-  /** (Re)connected: coils to their safe state (OFF); a register counter continues from the PLC's value. */
-  private async onLinkUp(): Promise<void> {
+  /** New connection: coils to their safe state (OFF); a register counter continues from the PLC's value. */
+  private async onLinkOpen(): Promise<void> {
     const c = this.cfg;
     try {
-      if (c.type === 'coil') await this.link.request(c.unitId, (m) => m.writeCoil(c.address, false));
-      else this.counter = (await this.link.request(c.unitId, (m) => m.readHoldingRegisters(c.address, 1))).data[0] ?? 0;
+      if (c.type === 'coil') await this.link.write(this.target, 0, this.link.boundedDeadline());
+      else this.counter = await this.link.read(this.target, this.link.boundedDeadline());
     } catch (err) {
-      this.log.warn({ camera: c.camera, plc: this.link.endpoint, err: errorText(err) }, `Modbus: ${c.type === 'coil' ? 'resetting the reject coil' : 'reading the reject counter'} after connect failed`);
+      // The link logs its own state; only a refusal by a live PLC (exception response) is news here.
+      const level = isModbusException(err) ? 'warn' : 'debug';
+      this.log[level]({ camera: c.camera, plc: this.link.endpoint, err: errorText(err) }, `Modbus: ${c.type === 'coil' ? 'resetting the reject coil' : 'reading the reject counter'} after connect failed`);
     }
   }
 
   private drop(reason: DropReason, r: RejectRequest, detail?: string): void {
     this.dropped[reason]++;
     this.hooks.dropped(this.cfg.camera, reason, r);
-    // One log line per reason every few seconds, with the count since the last one: a PLC outage at 30 fps must
-    // not flood the journal, yet every drop is visible in the counters.
+    // One log line per output every DROP_LOG_EVERY_MS, with the counts by reason since the last one: a PLC outage at
+    // 30 fps must not flood the journal (the link logs its own up/down once), yet every drop is in the counters.
+    this.dropsSinceLog[reason] = (this.dropsSinceLog[reason] ?? 0) + 1;
     const now = Date.now();
-    const l = this.lastLog.get(reason) ?? { at: 0, since: 0 };
-    l.since++;
-    if (now - l.at >= LOG_EVERY_MS) {
-      this.log.warn(
-        { camera: this.cfg.camera, plc: this.link.endpoint, reason, frameSeq: r.frameSeq, lateByMs: Math.max(0, now - r.deadline), droppedSinceLastLog: l.since, err: detail },
-        'Modbus: reject dropped (not written before its deadline)',
-      );
-      l.at = now;
-      l.since = 0;
-    }
-    this.lastLog.set(reason, l);
+    if (now - this.lastDropLog < DROP_LOG_EVERY_MS) return;
+    this.log.warn(
+      { camera: this.cfg.camera, plc: this.link.endpoint, reason, frameSeq: r.frameSeq, lateByMs: Math.max(0, now - r.deadline), droppedSinceLastLog: { ...this.dropsSinceLog }, err: detail },
+      'Modbus: reject dropped (not written before its deadline)',
+    );
+    this.lastDropLog = now;
+    for (const k of Object.keys(this.dropsSinceLog)) delete this.dropsSinceLog[k as DropReason];
   }
 
   /** Stops taking rejects; a pulse in progress ends now (coil OFF), then this resolves. */

@@ -4,7 +4,8 @@
  */
 import convict from 'convict';
 import { hostname } from 'node:os';
-import { validateModbusOutputs } from '../modbus/config';
+import { validateModbusHeartbeats, validateModbusOutputs } from '../modbus/config';
+import type { HeartbeatConfig } from '../modbus/heartbeat';
 import type { RejectOutputConfig } from '../modbus/reject-output';
 import { SPARKPLUG_ID } from '../sparkplug/topics';
 
@@ -22,6 +23,7 @@ export interface SparkplugConfig {
 
 export interface ModbusConfig {
   outputs: RejectOutputConfig[];
+  heartbeats: HeartbeatConfig[];
   connectTimeoutMs: number;
   requestTimeoutMs: number;
   reconnectMinMs: number;
@@ -49,21 +51,24 @@ export function addPlcFormats(): void {
       if (typeof v !== 'string' || (v !== '' && !SPARKPLUG_ID.test(v))) throw new Error(`must be "" (none) or ${idRule}`);
     },
   });
-  convict.addFormat({
-    name: 'modbus-outputs',
-    // Per-output checks (and that each camera exists) happen in validatePlcConfig; here only the outer shape.
-    validate(v: unknown) {
-      if (typeof v === 'string' && v.startsWith(UNPARSABLE)) throw new Error(v.slice(UNPARSABLE.length));
-      if (!Array.isArray(v)) throw new Error('must be an array of {camera, host, type, address, ...} objects');
-    },
-    coerce(v: string) {
-      try {
-        return JSON.parse(v) as unknown;
-      } catch (err) {
-        return `${UNPARSABLE}not valid JSON (${(err as Error).message})`;
-      }
-    },
-  });
+  const jsonArray = (name: string, shape: string) =>
+    convict.addFormat({
+      name,
+      // Per-item checks (and that each camera exists) happen in validatePlcConfig; here only the outer shape.
+      validate(v: unknown) {
+        if (typeof v === 'string' && v.startsWith(UNPARSABLE)) throw new Error(v.slice(UNPARSABLE.length));
+        if (!Array.isArray(v)) throw new Error(`must be an array of ${shape} objects`);
+      },
+      coerce(v: string) {
+        try {
+          return JSON.parse(v) as unknown;
+        } catch (err) {
+          return `${UNPARSABLE}not valid JSON (${(err as Error).message})`;
+        }
+      },
+    });
+  jsonArray('modbus-outputs', '{camera, host, type, address, ...}');
+  jsonArray('modbus-heartbeats', '{host, type, address, periodMs?, ...}');
 }
 
 export function plcSchema() {
@@ -83,8 +88,14 @@ export function plcSchema() {
         default: [] as unknown[],
         env: 'ETSTPM_MODBUS_OUTPUTS',
       },
+      heartbeats: {
+        doc: 'Modbus TCP heartbeats, a coil toggled or a register counted up while the inspection is alive: [{host, port?, unitId?, type: "coil"|"register", address, periodMs?, staleMs?, cameras?}]',
+        format: 'modbus-heartbeats',
+        default: [] as unknown[],
+        env: 'ETSTPM_MODBUS_HEARTBEATS',
+      },
       connectTimeoutMs: { doc: 'Timeout of one connection attempt to a PLC', format: 'positive-int', default: 3000 },
-      requestTimeoutMs: { doc: 'Longest wait for a PLC answer (never past the reject deadline)', format: 'positive-int', default: 1000 },
+      requestTimeoutMs: { doc: 'Longest wait for a PLC answer (never past the reject deadline); also the deadline of coil OFF, reset and heartbeat writes', format: 'positive-int', default: 1000 },
       reconnectMinMs: { doc: 'First PLC reconnect delay', format: 'positive-int', default: 500 },
       reconnectMaxMs: { doc: 'Largest PLC reconnect delay (exponential backoff)', format: 'positive-int', default: 10000 },
     },
@@ -92,17 +103,26 @@ export function plcSchema() {
 }
 
 /** Checks that need more than one key. Returns the normalised outputs (defaults filled in) and every problem. */
-export function validatePlcConfig(c: Partial<PlcConfig>, cameraIds: readonly string[]): { modbusOutputs: RejectOutputConfig[]; errors: string[] } {
+export function validatePlcConfig(
+  c: Partial<PlcConfig>,
+  cameraIds: readonly string[],
+): { modbusOutputs: RejectOutputConfig[]; modbusHeartbeats: HeartbeatConfig[]; errors: string[] } {
   const errors: string[] = [];
   let modbusOutputs: RejectOutputConfig[] = [];
+  let modbusHeartbeats: HeartbeatConfig[] = [];
   const m = c.modbus;
   if (m && Array.isArray(m.outputs)) {
     const v = validateModbusOutputs(m.outputs, cameraIds);
     errors.push(...v.errors);
     modbusOutputs = v.outputs;
   }
+  if (m && Array.isArray(m.heartbeats)) {
+    const v = validateModbusHeartbeats(m.heartbeats, cameraIds, modbusOutputs);
+    errors.push(...v.errors);
+    modbusHeartbeats = v.heartbeats;
+  }
   if (m && Number.isInteger(m.reconnectMinMs) && m.reconnectMaxMs < m.reconnectMinMs) {
     errors.push('modbus.reconnectMaxMs: must be >= modbus.reconnectMinMs');
   }
-  return { modbusOutputs, errors };
+  return { modbusOutputs, modbusHeartbeats, errors };
 }

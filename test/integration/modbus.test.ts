@@ -3,6 +3,8 @@
 // clock. One coil pulse of the configured length per NG frame, before that frame's deadline; a register counter;
 // rejects that cannot be written before their deadline are dropped and counted, never written late; the daemon
 // keeps scoring while the PLC is down, reports the link on /healthz, /metrics and the status topic, and resumes.
+// A hung PLC (SIGSTOP: its kernel keeps accepting connections and bytes) never executes a write the daemon gave
+// up on, and the link does not flap; the heartbeat beats at its period only while the daemon runs and inspects.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -25,6 +27,11 @@ before(() => {
   ngModel = alwaysNgCopy(join(REPO, 'test', 'unit', 'fixtures', 'tiny-model'), join(models.dir, 'ng'));
 });
 after(() => models.remove());
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+interface LogLine { level: number; time: number; msg: string }
+const logLines = (lines: string[]): LogLine[] => lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogLine);
 
 interface RejectMsg { camera: string; seq: number; capturedAt: number; deadline: number; score: number }
 type StatusWithPlc = CameraStatus & { plc?: { plc: string; link: string; written: number; dropped: number } };
@@ -50,7 +57,8 @@ async function start(h: Harness, plc: ModbusPlc, cameras: Camera[], outputs: (po
   h.model = ngModel;
   await h.startBroker();
   await plc.start();
-  const cfg = await h.config(cameras, { modbus: { outputs: outputs(plc.port), reconnectMinMs: 200, reconnectMaxMs: 1000 }, ...extra }, true);
+  const { modbus, ...rest } = extra as { modbus?: Config };
+  const cfg = await h.config(cameras, { modbus: { outputs: outputs(plc.port), reconnectMinMs: 200, reconnectMaxMs: 1000, ...modbus }, ...rest }, true);
   const httpPort = (cfg.http as { port: number }).port;
   return { d: h.daemon(cfg), httpPort };
 }
@@ -164,6 +172,172 @@ describe('Modbus TCP reject output against a pymodbus server', { skip }, () => {
       assert.ok(d.proc.lines.some((l) => l.includes('reject dropped') && l.includes('"reason":"deadline"')), 'drops are logged');
       // (the server's log line may reach this process a moment after the daemon has exited)
       await h.explain(waitFor('the coil OFF after the daemon stopped', () => plc.coilWrites(0).at(-1)?.values[0] === 0, EVENT_MS));
+    } finally {
+      await plc.stop();
+      await h.close();
+    }
+  });
+
+  test('a hung PLC (SIGSTOP) never executes a write the daemon gave up on; the link goes down once, not flapping', async (t) => {
+    const h = new Harness();
+    const plc = new ModbusPlc();
+    try {
+      const PULSE = 400;
+      const HANG_MS = 10000;
+      const { d, httpPort } = await start(h, plc, [cam('cam1', 2)], (port) => [
+        { camera: 'cam1', host: '127.0.0.1', port, type: 'coil', address: 5, pulseMs: PULSE, gapMs: 50 },
+      ], { reject: { deadlineMs: 1000 }, modbus: { requestTimeoutMs: 500, reconnectMinMs: 200, reconnectMaxMs: 2000 } });
+      await h.explain(plc.waitPulses(5, 2, START_MS));
+
+      // Stop the PLC while a pulse is ON, a moment after its ON was answered: the daemon's next request (the OFF's
+      // liveness read) then meets a stopped PLC. (A write already on its way when a PLC hangs cannot be recalled by
+      // any client; docs/sparkplug.md, "Never late". Stopping right after an answered write keeps this test about
+      // what the daemon does once the PLC stops answering.)
+      const seen = plc.writes.length;
+      await h.explain(waitFor('a coil ON', () => plc.writes.slice(seen).some((w) => w.fc === 5 && w.values[0] === 1), EVENT_MS));
+      await sleep(50);
+      plc.pause();
+      const stopped = Date.now();
+      const linesAtStop = d.proc.lines.length;
+      await sleep(HANG_MS);
+      const hangLog = logLines(d.proc.lines.slice(linesAtStop));
+      plc.resume();
+      const resumed = Date.now();
+
+      await h.explain(d.proc.waitLine(/PLC reconnected/, EVENT_MS, linesAtStop));
+      await h.explain(plc.waitPulses(5, 2, EVENT_MS, resumed));
+      const metrics = (await getText(httpPort, '/metrics')).text;
+      const written = metricValue(metrics, 'etstpm_modbus_rejects_written_total', { camera: 'cam1' });
+      const drops = ['deadline', 'disconnected', 'timeout'].map((r) => metricValue(metrics, 'etstpm_modbus_rejects_dropped_total', { camera: 'cam1', reason: r }));
+      await d.stop();
+      const rejects = h.mqtt.json<RejectMsg>(h.topic('cam1', 'reject'));
+      await h.explain(waitFor('the coil OFF after the daemon stopped', () => plc.coilWrites(5).at(-1)?.values[0] === 0, EVENT_MS));
+
+      const stale = plc.writes.filter((w) => w.open !== true);
+      const pulses = plc.pulses(5);
+      const ons = plc.coilWrites(5).filter((w) => w.values[0] === 1);
+      const all = logLines(d.proc.lines.slice(linesAtStop));
+      const warns = hangLog.filter((l) => l.level >= 40);
+      const count = (re: RegExp): number => all.filter((l) => re.test(l.msg)).length;
+      // Connection attempts the hung PLC accepted (its kernel did) but never answered, between "down" and "reconnected".
+      const failedAttempts = (all.find((l) => /PLC reconnected/.test(l.msg)) as { failedAttempts?: number } | undefined)?.failedAttempts ?? NaN;
+      t.diagnostic(`hang ${resumed - stopped} ms: writes after resume ${plc.writes.filter((w) => w.t >= resumed).length}, stale ${stale.length} `
+        + `(ON ${stale.filter((w) => w.values[0] === 1).length}), ON writes ${ons.length} for ${written} written, drops ${drops.join('/')}, `
+        + `warnings during the hang ${warns.length}, "link down" ${count(/PLC link down|not reachable/)}, "reconnected" ${count(/PLC reconnected/)}, `
+        + `unanswered connection attempts ${failedAttempts}`);
+      // Not one write ran on a connection the daemon had already reset or closed.
+
+      assert.deepEqual(stale, [], 'no write executed after the daemon abandoned it');
+      // Every ON edge lies in some NG frame's capture..deadline window, and the PLC saw exactly the ON writes the
+      // daemon counted as written: none of those it counted as dropped ran later.
+      for (const p of pulses) assert.ok(rejects.some((r) => p.on >= r.capturedAt && p.on <= r.deadline), `ON edge at ${p.on} inside a frame's deadline`);
+      assert.equal(ons.length, written, `${ons.length} ON writes at the PLC for ${written} rejects counted as written`);
+      assert.equal(pulses.length, written, 'one ON edge per written reject');
+      assert.ok(drops.reduce((a, b) => a + b, 0) >= 10, `rejects dropped during the hang (deadline/disconnected/timeout ${drops.join('/')})`);
+      // The pulse ON when the PLC stopped is ended by the reset on reconnect, the first write after the hang.
+      const after = plc.coilWrites(5).filter((w) => w.t >= resumed);
+      assert.deepEqual(after[0]?.values, [0], 'first write after the hang: coil OFF');
+
+      // The link went down once and came back once; a handful of warnings, not one per write or per attempt.
+      assert.equal(all.filter((l) => /PLC link down/.test(l.msg)).length, 1, 'one "link down"');
+      assert.equal(all.filter((l) => /PLC reconnected/.test(l.msg)).length, 1, 'one "reconnected"');
+      assert.ok(warns.length >= 1 && warns.length <= 4, `${warns.length} warnings during a ${HANG_MS} ms hang:\n${warns.map((w) => w.msg).join('\n')}`);
+      // Backoff over connections the PLC accepted but did not answer: 200, 400, 800 ... 2000 ms (plus each 500 ms
+      // wait for an answer) gives about 6 in 10 s; without backoff it would be 14.
+      assert.ok(failedAttempts >= 1 && failedAttempts <= 10, `${failedAttempts} unanswered attempts in ${HANG_MS} ms`);
+      assert.ok(resumed - stopped >= HANG_MS);
+    } finally {
+      await plc.stop();
+      await h.close();
+    }
+  });
+
+  test('heartbeat: beats at its period while the daemon runs and inspects; stops when it is stopped or its camera is dead', { skip: missing('rtsp-server', 'shared') }, async () => {
+    const h = new Harness();
+    const plc = new ModbusPlc({ 20: 7 });
+    try {
+      const PERIOD = 300;
+      h.model = ngModel;
+      await h.startBroker();
+      await plc.start();
+      const rtsp = await h.camera({ fps: 5 });
+      const cfg = await h.config([cam('cam1', 4), { id: 'rtsp', url: rtsp.url }, { id: 'dead', url: 'rtsp://127.0.0.1:1/none' }], {
+        modbus: {
+          reconnectMinMs: 200,
+          reconnectMaxMs: 1000,
+          heartbeats: [
+            { host: '127.0.0.1', port: plc.port, type: 'register', address: 20, periodMs: PERIOD, cameras: ['cam1'] },
+            { host: '127.0.0.1', port: plc.port, type: 'coil', address: 21, periodMs: PERIOD, cameras: ['cam1'] },
+            // Watches a camera that never delivers a frame: never beats.
+            { host: '127.0.0.1', port: plc.port, type: 'coil', address: 22, periodMs: PERIOD, cameras: ['dead'] },
+            // Watches the RTSP camera, which goes away below.
+            { host: '127.0.0.1', port: plc.port, type: 'register', address: 23, periodMs: PERIOD, cameras: ['rtsp'] },
+          ],
+        },
+      }, true);
+      const httpPort = (cfg.http as { port: number }).port;
+      const d = h.daemon(cfg);
+      await h.explain(waitFor('8 register beats', () => plc.registerWrites(20).length >= 8, START_MS));
+
+      // The register counts on from the PLC's value (7); the coil toggles; both at about the period.
+      const regs = plc.registerWrites(20);
+      assert.deepEqual(regs.map((w) => w.values[0]), regs.map((_, i) => 8 + i), 'register 8, 9, ... from the preset 7');
+      const gaps = regs.slice(1).map((w, i) => w.t - regs[i].t).sort((a, b) => a - b);
+      // At the period, not faster (a single gap may be short when the beat before it was delayed).
+      const span = regs.at(-1)!.t - regs[0].t;
+      assert.ok(regs.length - 1 <= span / PERIOD + 1, `${regs.length} beats in ${span} ms at a ${PERIOD} ms period`);
+      assert.ok(gaps[Math.floor(gaps.length / 2)] < PERIOD * 5, `median gap ${gaps[Math.floor(gaps.length / 2)]} ms`);
+      const coil = plc.coilWrites(21).map((w) => w.values[0]);
+      assert.ok(coil.length >= 4);
+      coil.forEach((v, i) => i > 0 && assert.notEqual(v, coil[i - 1], `coil toggles (${coil.join('')})`));
+      assert.equal(plc.coilWrites(22).length, 0, 'no beat for a camera that never delivered a frame');
+      const hz = JSON.parse((await getText(httpPort, '/healthz')).text) as { modbusHeartbeats: Record<string, { beating: boolean; reason?: string }> };
+      assert.equal(hz.modbusHeartbeats[`127.0.0.1:${plc.port}/register/20`].beating, true);
+      const dead = hz.modbusHeartbeats[`127.0.0.1:${plc.port}/coil/22`];
+      assert.equal(dead.beating, false);
+      assert.match(dead.reason ?? '', /camera dead/);
+      const m = (await getText(httpPort, '/metrics')).text;
+      assert.ok(metricValue(m, 'etstpm_modbus_heartbeats_written_total', { heartbeat: `127.0.0.1:${plc.port}/register/20` }) >= 8);
+      assert.equal(metricValue(m, 'etstpm_modbus_heartbeat_beating', { heartbeat: `127.0.0.1:${plc.port}/coil/22` }), 0);
+
+      // The RTSP camera stops delivering: its heartbeat stops once no frame was scored for staleMs (here
+      // ingest.stallTimeoutMs, 2 s), while the one watching cam1 goes on.
+      await h.explain(waitFor('beats for the RTSP camera', () => plc.registerWrites(23).length >= 3, START_MS));
+      const hbRtsp = `127.0.0.1:${plc.port}/register/23`;
+      const killed = Date.now();
+      await rtsp.kill();
+      const paused = await h.explain(waitFor('the RTSP camera\'s heartbeat paused', async () => {
+        const s = (JSON.parse((await getText(httpPort, '/healthz')).text) as typeof hz).modbusHeartbeats[hbRtsp];
+        return s.beating ? undefined : s;
+      }, EVENT_MS));
+      assert.match(paused.reason ?? '', /camera rtsp has no scored frame for \d+ ms/);
+      const beatsAtPause = plc.registerWrites(23).length;
+      const cam1Beats = plc.registerWrites(20).length;
+      await sleep(PERIOD * 5);
+      assert.equal(plc.registerWrites(23).length, beatsAtPause, 'no beat while its camera delivers nothing');
+      assert.ok(plc.registerWrites(20).length > cam1Beats, 'the heartbeat watching cam1 goes on');
+      // (frames already decoded may still be scored for a moment after the kill; generous margin)
+      assert.ok(plc.registerWrites(23).every((w) => w.t < killed + 2000 + 3000), 'last beat within staleMs (+ margin) of the camera going away');
+      const pausedLines = logLines(d.proc.lines).filter((l) => /heartbeat paused/.test(l.msg));
+      assert.equal(pausedLines.length, 1, 'one "heartbeat paused" line, not one per period');
+
+      // A stopped (hung) daemon does not beat; it beats again once it runs.
+      d.proc.signal('SIGSTOP');
+      const stopped = Date.now();
+      await sleep(PERIOD * 8);
+      const resumed = Date.now();
+      d.proc.signal('SIGCONT');
+      // A beat already on its way when the daemon stopped may land just after; nothing later.
+      const during = plc.writes.filter((w) => w.t > stopped + 200 && w.t < resumed);
+      assert.deepEqual(during, [], 'no beat while the daemon is stopped');
+      await h.explain(waitFor('beats again', () => plc.registerWrites(20).filter((w) => w.t > resumed).length >= 2, EVENT_MS));
+
+      // SIGTERM: no beat after the daemon is gone.
+      await d.stop();
+      const gone = Date.now();
+      await sleep(PERIOD * 5);
+      assert.deepEqual(plc.writes.filter((w) => w.t > gone && (w.address === 20 || w.address === 21)), [], 'no beat after the daemon exited');
+      assert.deepEqual(plc.writes.filter((w) => w.open !== true), [], 'every write on a live connection');
     } finally {
       await plc.stop();
       await h.close();

@@ -31,6 +31,7 @@ describe('PLC / SCADA output configuration', () => {
     assert.equal(r.config.sparkplug.primaryHostId, '');
     assert.equal(r.config.sparkplug.dataPeriodMs, 0);
     assert.deepEqual(r.config.modbus.outputs, []);
+    assert.deepEqual(r.config.modbus.heartbeats, []);
   });
 
   it('outputs get their defaults filled in (port 502, unit 1, pulse 200 ms, gap 50 ms)', () => {
@@ -88,10 +89,52 @@ describe('PLC / SCADA output configuration', () => {
     assert.ok(e.some((l) => l.startsWith('modbus.outputs[2].address: the same coil 1 on plc:502 unit 1 is already used by modbus.outputs[0]')), e.join('\n'));
   });
 
+  it('heartbeats get their defaults (port 502, unit 1, period 1 s, staleMs from ingest, every camera)', () => {
+    const r = loadConfig({
+      argv: ['--config', file({ cameras: CAMS, modbus: { heartbeats: [
+        { host: '10.0.0.5', type: 'coil', address: 30 },
+        { host: '10.0.0.5', port: 1502, unitId: 2, type: 'register', address: 31, periodMs: 250, staleMs: 8000, cameras: ['line2'] },
+      ] } })],
+      env: {},
+    });
+    assert.equal(r.kind, 'ok', JSON.stringify(r));
+    if (r.kind !== 'ok') return;
+    assert.deepEqual(r.config.modbus.heartbeats, [
+      { host: '10.0.0.5', port: 502, unitId: 1, type: 'coil', address: 30, periodMs: 1000, staleMs: null, cameras: null },
+      { host: '10.0.0.5', port: 1502, unitId: 2, type: 'register', address: 31, periodMs: 250, staleMs: 8000, cameras: ['line2'] },
+    ]);
+  });
+
+  it('heartbeat problems: one message each, naming the heartbeat and key; no sharing a reject output\'s coil', () => {
+    const e = errorsOf({
+      cameras: CAMS,
+      modbus: {
+        outputs: [{ camera: 'line1', host: 'plc', type: 'coil', address: 1 }],
+        heartbeats: [
+          { host: 'plc', type: 'coil', address: 1 },
+          { host: 'bad host!', type: 'toggle', address: 70000, periodMs: 10, staleMs: 0, cameras: ['lineX'], every: 1 },
+          { host: 'plc', type: 'register', address: 2, cameras: [] },
+          7,
+        ],
+      },
+    });
+    const keys = e.map((l) => l.split(': ')[0]);
+    for (const k of [
+      'modbus.heartbeats[0].address', 'modbus.heartbeats[1].host', 'modbus.heartbeats[1].type', 'modbus.heartbeats[1].address',
+      'modbus.heartbeats[1].periodMs', 'modbus.heartbeats[1].staleMs', 'modbus.heartbeats[1].cameras', 'modbus.heartbeats[1].every',
+      'modbus.heartbeats[2].cameras', 'modbus.heartbeats[3]',
+    ]) assert.ok(keys.includes(k), `no message for ${k} in:\n${e.join('\n')}`);
+    assert.ok(e.some((l) => l.startsWith('modbus.heartbeats[0].address: the same coil 1 on plc:502 unit 1 is already used by modbus.outputs[0]')), e.join('\n'));
+    assert.ok(e.some((l) => l.includes('no camera with id "lineX"')), e.join('\n'));
+  });
+
   it('modbus.outputs from the environment must be JSON', () => {
     const r = loadConfig({ argv: [], env: { ETSTPM_MODBUS_OUTPUTS: '[{camera:' } });
     assert.equal(r.kind, 'error');
     if (r.kind === 'error') assert.ok(r.errors.some((l) => l.startsWith('modbus.outputs: not valid JSON')), r.errors.join('\n'));
+    const h = loadConfig({ argv: [], env: { ETSTPM_MODBUS_HEARTBEATS: '{' } });
+    assert.equal(h.kind, 'error');
+    if (h.kind === 'error') assert.ok(h.errors.some((l) => l.startsWith('modbus.heartbeats: not valid JSON')), h.errors.join('\n'));
   });
 
   it('the wiring example in config/ loads', () => {
@@ -102,5 +145,6 @@ describe('PLC / SCADA output configuration', () => {
     if (r.kind !== 'ok') return;
     assert.equal(r.config.sparkplug.enabled, true);
     assert.equal(r.config.modbus.outputs.length, (cfg.modbus as { outputs: unknown[] }).outputs.length);
+    assert.equal(r.config.modbus.heartbeats.length, (cfg.modbus as { heartbeats: unknown[] }).heartbeats.length);
   });
 });

@@ -11,6 +11,9 @@ export interface PlcWrite {
   fc: number;         // 5 = write single coil, 6 = write single register
   address: number;    // 0-based protocol address
   values: number[];
+  /** false: handled after the client had reset or closed the connection (a write it had given up on). */
+  open: boolean | null;
+  peer: number | null; // the client's TCP port
   generation: number; // which start() of the server saw it
 }
 
@@ -57,7 +60,17 @@ export class ModbusPlc {
     this.proc = null;
   }
 
+  /** A hung PLC: the process stops, its kernel still accepts connections and buffers what they send. */
+  pause(): void {
+    this.proc?.signal('SIGSTOP');
+  }
+
+  resume(): void {
+    this.proc?.signal('SIGCONT');
+  }
+
   async stop(): Promise<void> {
+    this.resume();
     if (this.proc) await this.proc.stop(3000);
     this.proc = null;
   }
