@@ -63,7 +63,9 @@ describe('threshold override and drift: real daemon, RTSP, mosquitto', { skip },
       { id: 'a', url: camA.url, ...(ta === undefined ? {} : { threshold: ta }) },
       { id: 'b', url: camB.url, ...(tb === undefined ? {} : { threshold: tb }) },
     ];
-    const cfg = await h.config(cameras(), { console: { token: TOKEN }, drift: { window: 20, warnShare: 0.5 }, sparkplug: { enabled: true, groupId: h.prefix, edgeNodeId: 'edge1' } }, true);
+    // The scenes' greys step by 8 levels, no more than ingest.frozenTolerance (docs/daemon.md, "Frozen cameras"):
+    // byte-exact repeat detection here, so that every grey counts as a new frame (this test is about thresholds).
+    const cfg = await h.config(cameras(), { ingest: { frozenTolerance: 0 }, console: { token: TOKEN }, drift: { window: 20, warnShare: 0.5 }, sparkplug: { enabled: true, groupId: h.prefix, edgeNodeId: 'edge1' } }, true);
     const port = (cfg.http as { port: number }).port;
     const d = h.daemon(cfg);
 

@@ -130,7 +130,7 @@ function Overview({ cameras, selected, onSelect }) {
     <h2>Cameras</h2>
     <div class="table-wrap"><table>
       <thead><tr><th>camera</th><th>state</th><th class="num">fps</th><th class="num">captured</th><th class="num">processed</th>
-        <th class="num">dropped</th><th class="num">NG</th><th>provider</th><th>model</th><th class="num">threshold</th><th class="num">drift</th><th>PLC</th><th>capture</th></tr></thead>
+        <th class="num">dropped</th><th class="num">NG</th><th>model</th><th class="num">threshold</th><th class="num">drift</th><th>PLC</th><th>capture</th></tr></thead>
       <tbody>
         ${cameras.map((c) => [html`<tr key=${c.camera} class=${`cam ${c.camera === selected ? 'selected' : ''}`} data-camera=${c.camera}
             onClick=${() => onSelect(c.camera)} title="show this camera below">
@@ -138,14 +138,14 @@ function Overview({ cameras, selected, onSelect }) {
           <td><span class=${`badge ${c.state}`} data-testid="camera-state">${c.state}</span></td>
           <td class="num">${c.fps.toFixed(1)}</td><td class="num">${c.captured}</td><td class="num">${c.processed}</td>
           <td class="num">${c.dropped}</td><td class="num" data-testid="ng-count">${c.ng}</td>
-          <td>${c.provider}</td><td class="model">${c.model.name}<br /><span class="muted" title=${c.model.version}>${c.model.version}</span></td>
-          <td class="num" data-testid="threshold">${c.threshold ? html`${fmtRaw(c.threshold.raw)} <span class="muted">${c.threshold.source}</span>` : '-'}</td>
+          <td class="model">${c.model.name}<br /><span class="muted" title=${c.model.version}>${c.model.version}</span> <span class="muted">${c.provider}</span></td>
+          <td class="num" data-testid="threshold">${c.threshold ? html`${fmtRaw(c.threshold.raw)}<br /><span class="muted">${c.threshold.source}</span>` : '-'}</td>
           <td class="num" data-testid="drift" title=${driftTitle(c.drift)}>${c.drift && c.drift.share !== null
             ? html`<span class=${c.drift.drifting ? 'badge ng' : ''}>${(100 * c.drift.share).toFixed(1)} %</span>` : '-'}</td>
-          <td>${c.plc ? html`<span class=${`badge ${LINK_CLASS[c.plc.link] ?? 'down'}`} title=${c.plc.plc}>${c.plc.link}</span> <span class="muted">${c.plc.dropped} dropped</span>` : html`<span class="muted">-</span>`}</td>
+          <td>${c.plc ? html`<span class=${`badge ${LINK_CLASS[c.plc.link] ?? 'down'}`} title=${c.plc.plc}>${c.plc.link}</span><br /><span class="muted">${c.plc.dropped} dropped</span>` : html`<span class="muted">-</span>`}</td>
           <td><span class=${`badge ${c.capture.state}`}>${c.capture.state}</span></td>
         </tr>`, c.error && html`<tr key=${`${c.camera}-error`} class="cam-error" data-camera=${c.camera}><td></td>
-          <td colspan="12" class="muted" data-testid="camera-error">${c.error}</td></tr>`])}
+          <td colspan="11" class="muted" data-testid="camera-error">${c.error}</td></tr>`])}
       </tbody>
     </table></div>
   </section>`;
