@@ -58,8 +58,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
-    p.add_argument("--holdout", type=float, default=0.1,
-                   help="--calibration holdout: fraction of train/good kept out of training for calibration")
+    p.add_argument("--holdout", type=float, default=None,
+                   help="fraction of train/good kept out of fitting for calibration (default 0.1 under --calibration "
+                        "holdout); given with --calibration auto, it selects the hold-out")
     p.add_argument("--max-train-images", type=_positive_int, default=None,
                    help="use at most N training images (quick checks only)")
     p.add_argument("--finetune", choices=["auto", "classes", "rotation", "none"], default="auto",
@@ -109,7 +110,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration", choices=["auto", "holdout", "kfold"], default="auto",
                    help="where calibration's good-image scores come from: kfold = every train/good image scored "
                         "against a memory bank fitted without its fold (membank only); holdout = --holdout of "
-                        "train/good kept out of the fit; auto = kfold for membank, holdout for stpm")
+                        "train/good kept out of the fit; auto = kfold for membank (holdout when --holdout is given), "
+                        "holdout for stpm")
     p.add_argument("--folds", type=int, default=5, help="--calibration kfold: number of folds")
     p.add_argument("--calib-data", default=None, metavar="DIR",
                    help="a separate folder of good images (e.g. captured on the line) to calibrate on; all of "
@@ -132,10 +134,13 @@ def _cmd_train(a: argparse.Namespace) -> int:
         membank.validate()
     except ValueError as e:
         raise ConfigError(str(e)) from e
+    calibration = a.calibration
+    if a.holdout is not None and calibration == "auto":
+        calibration = "holdout"  # an explicit hold-out fraction asks for a hold-out
     cfg = TrainConfig(
         data=a.data, category=a.category, weights=a.weights, out=a.out, method=a.method, membank=membank,
         image_size=a.image_size, seed=a.seed,
-        device=a.device, holdout=a.holdout, max_train_images=a.max_train_images,
+        device=a.device, holdout=0.1 if a.holdout is None else a.holdout, max_train_images=a.max_train_images,
         student=StudentConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, schedule=a.lr_schedule,
                               ema_epochs=a.ema_epochs,
                               num_workers=a.workers,
@@ -146,7 +151,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
                                 labelled_dir=a.finetune_labelled, paper_protocol=a.paper_protocol,
                                 batch_size=a.batch_size),
         resume=a.resume, calibrate=not a.no_calibrate, frr=a.frr, confidence=a.confidence,
-        calibration=a.calibration, folds=a.folds, calib_data=a.calib_data, progress=not a.no_progress,
+        calibration=calibration, folds=a.folds, calib_data=a.calib_data, progress=not a.no_progress,
     )
     run_dir = train(cfg)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 wrote the run

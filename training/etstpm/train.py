@@ -191,6 +191,9 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, ctx: Dist = SI
     # Data: train/good minus the calibration hold-out (the hold-out never trains anything).
     all_train = data.train_samples(cfg.data, cfg.category)
     data.validate(all_train)  # fail now on a bad file, not after hours of training (hold-out included)
+    if cfg.calibrate and cfg.calibration_source() == "kfold" and len(all_train) < 2:
+        raise ConfigError(f"k-fold calibration needs at least 2 train/good images, {cfg.category} has "
+                          f"{len(all_train)}; give good images with --calib-data DIR")
     source = cfg.calibration_source()
     # Only the hold-out source keeps images out of the fit: k-fold scores every image without its fold, and a
     # calibration folder brings its own images.
@@ -258,8 +261,10 @@ def _fit_membank(cfg: TrainConfig, run_dir: Path, meta: dict, teacher: FeatureEx
     meta.pop("kfold", None)
     if kfold:
         assert fitted.features is not None
+        # A training set smaller than the fold count is scored leave-one-out (docs/training.md, Calibration).
+        folds = min(cfg.folds, len(train_part))
         fs = leave_fold_out_scores(teacher, fitted.features, len(train_part), cfg.image_size, cfg.membank, device,
-                                   cfg.seed, cfg.folds, show_progress=cfg.progress)
+                                   cfg.seed, folds, show_progress=cfg.progress)
         fitted.features = None
         meta["kfold"] = fs.info | {"low": fs.low,
                                    "scores": {Path(s.path).name: float(v) for s, v in zip(train_part, fs.scores)},

@@ -148,3 +148,19 @@ def test_calib_data_at_training_fits_on_all_of_train_good(split_root: tuple[Path
     meta = _train(root, "hz", weights_file, tmp_path / "ho", "--calibration", "holdout", "--holdout", "0.25")
     assert meta["train_images"] == 15 and len(meta["holdout_images"]) == 5
     assert meta["calibration"]["threshold"]["details"]["source"] == {"kind": "holdout", "images": 5}
+
+
+def test_few_captured_parts_explicit_holdout_and_leave_one_out(split_root: tuple[Path, Path], weights_file: Path,
+                                                                tmp_path: Path) -> None:
+    """The console's capture layout with 4 parts: an explicit --holdout asks for a hold-out; without it the memory
+    bank scores them leave-one-out (fewer images than folds)."""
+    _, captured = split_root
+    cam = tmp_path / "cap" / "cam1" / "train" / "good"
+    cam.mkdir(parents=True)
+    for f in sorted((captured / "train" / "good").iterdir())[:4]:
+        shutil.copy(f, cam / f.name)
+    meta = _train(tmp_path / "cap", "cam1", weights_file, tmp_path / "ho", "--holdout", "0.25")
+    assert meta["calibration_source"] == "holdout" and meta["train_images"] == 3 and len(meta["holdout_images"]) == 1
+    meta = _train(tmp_path / "cap", "cam1", weights_file, tmp_path / "kf")
+    assert meta["calibration_source"] == "kfold" and meta["train_images"] == 4 and meta["kfold"]["folds"] == 4
+    assert sorted(meta["kfold"]["fold"].values()) == [0, 1, 2, 3]
