@@ -147,6 +147,34 @@ def operating(rows: list[tuple[Path, dict]]) -> str:
     return "\n".join(lines)
 
 
+def calibration_sources(rows: list[tuple[Path, dict]]) -> str:
+    """Result files whose threshold states a guarantee: the calibration source against the test at that threshold."""
+    head = ("| dataset | calibration | images (k-th of n) | threshold | FRR bound @ confidence | "
+            "test FRR @ threshold | P(>= that | bound) | detection @ threshold | detection @ 1 % FRR | "
+            "image AUROC | fit s (k-fold s) | eval s | result file |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for p, r in rows:
+        v = r.get("verdict") or {}
+        c = v.get("calibration") or {}
+        if c.get("frr_bound") is None:
+            continue
+        src = c.get("source") or {}
+        kind = f"k-fold ({src.get('folds')} folds)" if src.get("kind") == "kfold" else src.get("kind", "?")
+        ops, _ = _ops(r)
+        tw = r["train_wall_time_s"]
+        kf = (r.get("train_wall_time_s") or {}).get("kfold")
+        lines.append(
+            f"| {DATASETS.get(r['category'], r['category'])} | {kind} | {c['k']} of {c['images']} | "
+            f"{v['threshold_raw']:.4g} | {c['frr_bound']:.2%} @ {c['confidence']:.0%}"
+            f"{'' if c['target_met'] else ' (too few: target needs ' + str(c['images_needed']) + ')'} | "
+            f"{v['false_reject_rate']:.2%} ({v['false_rejects']}/{v['n_good']}) | "
+            f"{(v.get('against_calibration') or {}).get('p_at_bound', float('nan')):.2f} | "
+            f"{v['detection_rate']:.3f} | {_at(ops, 0.01)} | {_f(r['image_auroc'])} | "
+            f"{_f(tw.get('membank'), 0)} ({_f(kf, 0) if kf is not None else '-'}) | {_f(r['eval_wall_time_s'], 0)} | "
+            f"`{p.as_posix()}` |")
+    return "\n".join(lines)
+
+
 def per_defect(rows: list[tuple[Path, dict]]) -> str:
     head = "| dataset | method | epochs | defect | images | image AUROC | pixel AUROC | AU-PRO | detected @ thr |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -228,6 +256,8 @@ def main(argv: list[str]) -> int:
     print(summary(rows))
     print()
     print(operating(rows))
+    print()
+    print(calibration_sources(rows))
     print()
     print(per_defect(rows))
     print()

@@ -174,7 +174,8 @@ def evaluate_run(run_dir: str | Path, data_root: str | Path, category: str, imag
             "finetune": walls.get("finetune"),
             "student": walls.get("student"),
             "student_per_epoch": walls.get("student_per_epoch_mean"),
-            "membank": walls.get("membank"),
+            "membank": walls.get("membank"),  # k-fold banks included
+            "kfold": walls.get("kfold"),
         },
         "train_device": meta.get("device"),
         "train_config": meta.get("config"),  # every `etstpm train` setting, to reproduce the run
