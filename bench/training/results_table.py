@@ -126,7 +126,7 @@ def _calibrated(r: dict) -> tuple[str, str]:
     src = (c.get("source") or {}).get("kind", "?")
     promise = (f"<= {c['frr_bound']:.2%} at {c['confidence']:.0%} (target {c['frr_target']:.0%}; {c['images']} "
                f"{src} images, {'met' if c['target_met'] else 'too few: needs ' + str(c['images_needed'])}); "
-               f"P(>= {v['false_rejects']} | bound) = {ac.get('p_at_bound', float('nan')):.2f}")
+               f"P(>= {v['false_rejects']} at bound) = {ac.get('p_at_bound', float('nan')):.2g}")
     return frr, promise
 
 
@@ -150,7 +150,7 @@ def operating(rows: list[tuple[Path, dict]]) -> str:
 def calibration_sources(rows: list[tuple[Path, dict]]) -> str:
     """Result files whose threshold states a guarantee: the calibration source against the test at that threshold."""
     head = ("| dataset | calibration | images (k-th of n) | threshold | FRR bound @ confidence | "
-            "test FRR @ threshold | P(>= that | bound) | detection @ threshold | detection @ 1 % FRR | "
+            "test FRR @ threshold | P(>= that at bound) | detection @ threshold | detection @ 1 % FRR | "
             "image AUROC | fit s (k-fold s) | eval s | result file |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for p, r in rows:
@@ -168,7 +168,7 @@ def calibration_sources(rows: list[tuple[Path, dict]]) -> str:
             f"{v['threshold_raw']:.4g} | {c['frr_bound']:.2%} @ {c['confidence']:.0%}"
             f"{'' if c['target_met'] else ' (too few: target needs ' + str(c['images_needed']) + ')'} | "
             f"{v['false_reject_rate']:.2%} ({v['false_rejects']}/{v['n_good']}) | "
-            f"{(v.get('against_calibration') or {}).get('p_at_bound', float('nan')):.2f} | "
+            f"{(v.get('against_calibration') or {}).get('p_at_bound', float('nan')):.2g} | "
             f"{v['detection_rate']:.3f} | {_at(ops, 0.01)} | {_f(r['image_auroc'])} | "
             f"{_f(tw.get('membank'), 0)} ({_f(kf, 0) if kf is not None else '-'}) | {_f(r['eval_wall_time_s'], 0)} | "
             f"`{p.as_posix()}` |")
