@@ -90,3 +90,22 @@ def test_calibrate_cli(tiny_run, tmp_path: Path, capsys) -> None:
     assert main(["calibrate", "--run", str(tmp_path / "nothing")]) == 2
     assert main(["calibrate", "--run", str(run_dir), "--frr", "0"]) == 2
     assert "--frr must be in (0, 1)" in capsys.readouterr().err
+
+
+def test_recalibrate_for_another_scorer() -> None:
+    """INT8 export: the same target and confidence on the new scores; k-fold scores (no re-scorable images) keep the
+    float threshold and say so."""
+    from etstpm.calibrate import GoodScores, make_calibration, recalibrate
+    from etstpm.conformal import choose
+
+    rng = np.random.default_rng(3)
+    fp = GoodScores(rng.random(300), 0.0, {"kind": "kfold", "folds": 5, "images": 300})
+    thr, g = choose(fp.scores, 0.01, 0.9)
+    cal = make_calibration(thr, "order-statistic", g.to_dict(), {}, fp)
+    q = GoodScores(fp.scores * 1.1, 0.0, {"kind": "holdout", "images": 300})
+    redone = recalibrate(cal, q)
+    assert redone["threshold"]["raw"] == pytest.approx(thr * 1.1)
+    assert redone["threshold"]["guarantee"]["confidence"] == 0.9 and redone["threshold"]["guarantee"]["k"] == g.k
+    kept = recalibrate(cal, None)
+    assert kept["threshold"]["raw"] == thr and kept["normalization"] == cal["normalization"]
+    assert "k-fold" in kept["threshold"]["details"]["threshold_from"]
