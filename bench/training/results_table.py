@@ -2,14 +2,20 @@
 
     .venv/bin/python bench/training/results_table.py [bench/results/*.json]
 
-Prints: one summary row per result file, then per-defect rows, then the measured variants
-(bench/results/variants/*.json, written by bench/training/variants.py); numbers are copied, never recomputed.
+Prints: one summary row per result file, then the operating points, then per-defect rows, then the measured variants
+(bench/results/variants/*.json, written by bench/training/variants.py). Numbers are copied, never recomputed, except
+the operating points of result files written before `evaluate` reported them: those are computed from the file's
+per-image scores (`images`) with the same code (etstpm.operating_point), and the table says so.
 """
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+
+import numpy as np
+
+from etstpm.operating_point import goods_needed, operating_points
 
 DATASETS = {"magnetic_tile": "MTD", "grid": "MVTec grid (subset)", "screw": "MVTec screw",
             "hazelnut_toy": "hazelnut_toy"}
@@ -56,6 +62,8 @@ def _membank_flags(r: dict) -> list[tuple[str, str]]:
         flags.append((" --coreset-ratio", str(mb["coreset_ratio"])))
     if "feature_width" not in mb:  # fitted before the width budget existed: full width
         flags.append((" --feature-dim", "0"))
+    if ((r.get("train_config") or {}).get("calibration")) == "holdout":
+        flags.append((" --calibration", "holdout"))
     return flags
 
 
@@ -81,6 +89,89 @@ def summary(rows: list[tuple[Path, dict]]) -> str:
             f"{_f(v.get('false_reject_rate'), 2)} | {_f(v.get('detection_rate'), 2)} | "
             f"{_f(tw.get('student_per_epoch'), 0)} | {_f(tw.get('finetune'), 0)} | "
             f"{_f(r['inference_ms_per_image'], 0)} | {wall / 60:.1f} min | `{p.as_posix()}` |")
+    return "\n".join(lines)
+
+
+def _ops(r: dict) -> tuple[dict | None, str]:
+    """The result's operating points and where they come from (module docstring)."""
+    if r.get("operating_points"):
+        return r["operating_points"], "evaluate"
+    imgs = r.get("images") or []
+    if not imgs:
+        return None, "-"
+    labels = np.array([i["label"] for i in imgs])
+    scores = np.array([i["score"] for i in imgs], dtype=np.float64)
+    return operating_points(labels, scores), "recomputed from committed scores"
+
+
+def _at(ops: dict | None, frr: float) -> str:
+    if ops is None:
+        return "-"
+    p = ops["at_frr"][f"{frr:g}"]
+    if not p["resolvable"]:
+        return f"not resolvable ({p['n_good']} good < {goods_needed(frr)})"
+    return f"{p['detection_rate']:.3f} ({p['detected']}/{p['n_defective']}; {p['false_rejects']} good rejected)"
+
+
+def _calibrated(r: dict) -> tuple[str, str]:
+    """(FRR on test/good at the calibrated threshold, what the calibration promised)."""
+    v = r.get("verdict") or {}
+    if v.get("false_reject_rate") is None:
+        return "-", "-"
+    frr = f"{v['false_reject_rate']:.2%} ({v['false_rejects']}/{v['n_good']})"
+    c = v.get("calibration") or {}
+    if c.get("frr_bound") is None:
+        return frr, f"{v.get('method')} (no stated bound)"
+    ac = v.get("against_calibration") or {}
+    src = (c.get("source") or {}).get("kind", "?")
+    promise = (f"<= {c['frr_bound']:.2%} at {c['confidence']:.0%} (target {c['frr_target']:.0%}; {c['images']} "
+               f"{src} images, {'met' if c['target_met'] else 'too few: needs ' + str(c['images_needed'])}); "
+               f"P(>= {v['false_rejects']} at bound) = {ac.get('p_at_bound', float('nan')):.2g}")
+    return frr, promise
+
+
+def operating(rows: list[tuple[Path, dict]]) -> str:
+    head = ("| dataset | method | epochs | test good / defective | detection @ 1 % FRR | detection @ 0.1 % FRR | "
+            "detection @ 0 false rejects | FRR test/good @ calibrated thr | calibration's promise | source | "
+            "result file |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for p, r in rows:
+        ops, source = _ops(r)
+        z = (ops or {}).get("at_zero_false_rejects") or {}
+        zero = "-" if z.get("detection_rate") is None else f"{z['detection_rate']:.3f}"
+        frr, promise = _calibrated(r)
+        n_good = r["n_images"] - r["n_defective"]
+        lines.append(f"| {DATASETS.get(r['category'], r['category'])} | {_method(r)} | {r['epochs']} | "
+                     f"{n_good} / {r['n_defective']} | {_at(ops, 0.01)} | {_at(ops, 0.001)} | {zero} | {frr} | "
+                     f"{promise} | {source} | `{p.as_posix()}` |")
+    return "\n".join(lines)
+
+
+def calibration_sources(rows: list[tuple[Path, dict]]) -> str:
+    """Result files whose threshold states a guarantee: the calibration source against the test at that threshold."""
+    head = ("| dataset | calibration | images (k-th of n) | threshold | FRR bound @ confidence | "
+            "test FRR @ threshold | P(>= that at bound) | detection @ threshold | detection @ 1 % FRR | "
+            "image AUROC | fit s (k-fold s) | eval s | result file |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for p, r in rows:
+        v = r.get("verdict") or {}
+        c = v.get("calibration") or {}
+        if c.get("frr_bound") is None:
+            continue
+        src = c.get("source") or {}
+        kind = f"k-fold ({src.get('folds')} folds)" if src.get("kind") == "kfold" else src.get("kind", "?")
+        ops, _ = _ops(r)
+        tw = r["train_wall_time_s"]
+        kf = (r.get("train_wall_time_s") or {}).get("kfold")
+        lines.append(
+            f"| {DATASETS.get(r['category'], r['category'])} | {kind} | {c['k']} of {c['images']} | "
+            f"{v['threshold_raw']:.4g} | {c['frr_bound']:.2%} @ {c['confidence']:.0%}"
+            f"{'' if c['target_met'] else ' (too few: target needs ' + str(c['images_needed']) + ')'} | "
+            f"{v['false_reject_rate']:.2%} ({v['false_rejects']}/{v['n_good']}) | "
+            f"{(v.get('against_calibration') or {}).get('p_at_bound', float('nan')):.2g} | "
+            f"{v['detection_rate']:.3f} | {_at(ops, 0.01)} | {_f(r['image_auroc'])} | "
+            f"{_f(tw.get('membank'), 0)} ({_f(kf, 0) if kf is not None else '-'}) | {_f(r['eval_wall_time_s'], 0)} | "
+            f"`{p.as_posix()}` |")
     return "\n".join(lines)
 
 
@@ -163,6 +254,10 @@ def main(argv: list[str]) -> int:
     rows = load(paths)
     machine = rows[0][1]["machine"] if rows else {}
     print(summary(rows))
+    print()
+    print(operating(rows))
+    print()
+    print(calibration_sources(rows))
     print()
     print(per_defect(rows))
     print()

@@ -7,6 +7,9 @@
 #   bench/training/run_all.sh            -> the cells that produced the committed results
 #   bench/training/run_all.sh more       -> cells planned but not run here for lack of CPU time
 #   bench/training/run_all.sh membank    -> memory bank (ImageNet and ET teachers) on the four shared datasets
+#   bench/training/run_all.sh calib      -> memory bank: k-fold calibration (the default) against a plain hold-out,
+#                                           at the operating point (docs/results.md, "Operating point"); ran as
+#                                           RUNS=/tmp/runs-calib THREADS=1 bench/training/run_all.sh calib
 #   bench/training/run_all.sh bank       -> memory bank: bank size and width (PCA, random projection) against quality
 #                                           on the four datasets (bench/training/membank_bank.py; variants/*-bank*.json)
 #   bench/training/run_all.sh converge   -> STPM, cosine against constant learning rate and a weight average (EMA),
@@ -75,6 +78,15 @@ membank() {
   cell grid-membank-et      "${grid[@]}"  0 rotation --method membank
   cell screw-membank-et     "${screw[@]}" 0 rotation --method membank
   cell hazelnut-membank-et  "${hazel[@]}" 0 rotation --method membank
+}
+# Calibration source at the operating point: k-fold (the membank default) against the plain 10 % hold-out.
+calib() {
+  cell hazelnut-membank         "${hazel[@]}" 0 none --method membank
+  cell hazelnut-membank-holdout "${hazel[@]}" 0 none --method membank --calibration holdout
+  cell screw-membank            "${screw[@]}" 0 none --method membank
+  cell screw-membank-holdout    "${screw[@]}" 0 none --method membank --calibration holdout
+  cell mtd-membank              "${mtd[@]}"   0 none --method membank
+  cell mtd-membank-holdout      "${mtd[@]}"   0 none --method membank --calibration holdout
 }
 # Bank size and width against quality (docs/results.md, "Bank size and width"). Features are cached per dataset in
 # $RUNS/bank-cache; sizes are given as they were when measured (the default ratio was 1 % then: 7,014 rows on MTD).

@@ -9,7 +9,8 @@
 # If $RUNS/TAG already holds a finished run with fewer epochs, it is continued (`--resume --epochs EPOCHS`):
 # with --lr-schedule constant this equals training EPOCHS from the start; with the default cosine schedule the
 # remaining decay is stretched over the new length (docs/training.md).
-# Env: RUNS (default /work/runs), WEIGHTS (default <shared>/weights/...bnfolded...pth), SEED (default 0).
+# Env: RUNS (default /work/runs), WEIGHTS (default <shared>/weights/...bnfolded...pth), SEED (default 0),
+#      THREADS (etstpm --threads; unset = torch's default; 1 on a shared machine, docs/results.md, Operating point).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tag=$1 root=$2 category=$3 epochs=$4 finetune=$5
@@ -19,6 +20,8 @@ shared=${ETSTPM_SHARED:-$(cd .. && pwd)/shared}
 weights=${WEIGHTS:-$shared/weights/resnet18_imagenet1k_v1_bnfolded_conv1-layer3_fc.pth}
 seed=${SEED:-0}
 py=.venv/bin/python
+threads=()
+if [ -n "${THREADS:-}" ]; then threads=(--threads "$THREADS"); fi
 run="$runs/$tag"
 log="$runs/$tag.log"
 mkdir -p "$runs/figures" bench/results/figures
@@ -28,7 +31,7 @@ if [ -e "$run/student.pt" ] || [ -e "$run/bank.pt" ]; then
   done_epochs=$($py -c 'import json,sys; print(json.load(open(sys.argv[1]))["epochs_done"])' "$run/run.json")
 fi
 name="$tag-e$epochs"
-train=("$py" -m etstpm.cli train --data "$root" --category "$category" --weights "$weights" --out "$run"
+train=("$py" -m etstpm.cli "${threads[@]}" train --data "$root" --category "$category" --weights "$weights" --out "$run"
        --finetune "$finetune" --seed "$seed" --no-progress)
 if [ "$epochs" = 0 ]; then name=$tag; else train+=(--epochs "$epochs" --method stpm); fi
 train+=("$@")
@@ -42,7 +45,7 @@ else
   stamp "train: ${train[*]}"
   nice -n 10 "${train[@]}" >>"$log" 2>&1
 fi
-eval_cmd=("$py" -m etstpm.cli evaluate --run "$run" --data "$root" --category "$category"
+eval_cmd=("$py" -m etstpm.cli "${threads[@]}" evaluate --run "$run" --data "$root" --category "$category"
           --json "bench/results/$name.json" --figures "$runs/figures/$name" --no-progress)
 stamp "evaluate: ${eval_cmd[*]}"
 nice -n 10 "${eval_cmd[@]}" >>"$log" 2>&1

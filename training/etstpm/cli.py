@@ -58,8 +58,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
-    p.add_argument("--holdout", type=float, default=0.1,
-                   help="fraction of train/good kept out of training for calibration (0 = none)")
+    p.add_argument("--holdout", type=float, default=None,
+                   help="fraction of train/good kept out of fitting for calibration (default 0.1 under --calibration "
+                        "holdout); given with --calibration auto, it selects the hold-out")
     p.add_argument("--max-train-images", type=_positive_int, default=None,
                    help="use at most N training images (quick checks only)")
     p.add_argument("--finetune", choices=["auto", "classes", "rotation", "none"], default="auto",
@@ -102,7 +103,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for student training")
     p.add_argument("--paper-protocol", action="store_true",
                    help="fine-tune the teacher on test images too, as the paper did; results are marked leaked")
-    p.add_argument("--frr", type=float, default=0.01, help="calibration: target false-reject rate on held-out normals")
+    p.add_argument("--frr", type=float, default=0.01, help="calibration: target false-reject rate on new good parts")
+    p.add_argument("--confidence", type=float, default=0.9,
+                   help="calibration: probability with which the false-reject rate stays <= --frr (docs/training.md, "
+                        "Calibration, says how many good images that needs)")
+    p.add_argument("--calibration", choices=["auto", "holdout", "kfold"], default="auto",
+                   help="where calibration's good-image scores come from: kfold = every train/good image scored "
+                        "against a memory bank fitted without its fold (membank only); holdout = --holdout of "
+                        "train/good kept out of the fit; auto = kfold for membank (holdout when --holdout is given), "
+                        "holdout for stpm")
+    p.add_argument("--folds", type=int, default=5, help="--calibration kfold: number of folds")
+    p.add_argument("--calib-data", default=None, metavar="DIR",
+                   help="a separate folder of good images (e.g. captured on the line) to calibrate on; all of "
+                        "train/good then fits the model")
     p.add_argument("--no-calibrate", action="store_true", help="skip calibration at the end")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)
@@ -121,10 +134,13 @@ def _cmd_train(a: argparse.Namespace) -> int:
         membank.validate()
     except ValueError as e:
         raise ConfigError(str(e)) from e
+    calibration = a.calibration
+    if a.holdout is not None and calibration == "auto":
+        calibration = "holdout"  # an explicit hold-out fraction asks for a hold-out
     cfg = TrainConfig(
         data=a.data, category=a.category, weights=a.weights, out=a.out, method=a.method, membank=membank,
         image_size=a.image_size, seed=a.seed,
-        device=a.device, holdout=a.holdout, max_train_images=a.max_train_images,
+        device=a.device, holdout=0.1 if a.holdout is None else a.holdout, max_train_images=a.max_train_images,
         student=StudentConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, schedule=a.lr_schedule,
                               ema_epochs=a.ema_epochs,
                               num_workers=a.workers,
@@ -134,7 +150,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
                                 lr_full=a.finetune_lr, extra_roots=list(a.finetune_roots),
                                 labelled_dir=a.finetune_labelled, paper_protocol=a.paper_protocol,
                                 batch_size=a.batch_size),
-        resume=a.resume, calibrate=not a.no_calibrate, frr=a.frr, progress=not a.no_progress,
+        resume=a.resume, calibrate=not a.no_calibrate, frr=a.frr, confidence=a.confidence,
+        calibration=calibration, folds=a.folds, calib_data=a.calib_data, progress=not a.no_progress,
     )
     run_dir = train(cfg)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 wrote the run
@@ -169,7 +186,12 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="choose the decision threshold and score normalization of a run",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--run", required=True)
-    p.add_argument("--frr", type=float, default=0.01, help="target false-reject rate on the held-out normal images")
+    p.add_argument("--frr", type=float, default=0.01, help="target false-reject rate on new good parts")
+    p.add_argument("--confidence", type=float, default=0.9,
+                   help="probability with which the false-reject rate stays <= --frr")
+    p.add_argument("--good", default=None, metavar="DIR",
+                   help="calibrate on this folder of good images (directly inside, or DIR/train/good as the console "
+                        "captures them) instead of the run's own calibration images; `etstpm export` then carries it")
     p.add_argument("--val", default=None, metavar="ROOT",
                    help="labelled validation set (MVTec layout, uses its test/ folder): F1-optimal threshold")
     p.add_argument("--val-category", default=None, help="category under --val (default: the run's)")
@@ -180,7 +202,8 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
 def _cmd_calibrate(a: argparse.Namespace) -> int:
     from .calibrate import calibrate_run
 
-    cal = calibrate_run(a.run, frr=a.frr, val_data=a.val, val_category=a.val_category, device=a.device)
+    cal = calibrate_run(a.run, frr=a.frr, confidence=a.confidence, val_data=a.val, val_category=a.val_category,
+                        good_dir=a.good, device=a.device)
     print(json.dumps(cal, indent=2))
     return 0
 

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import __version__, data, metrics
+from .operating_point import frr_against_bound, operating_points
 from .run import load_run, run_method
 
 EVAL_FORMAT = "etstpm-eval/1"
@@ -118,6 +119,18 @@ def verdict_quality(raw_threshold: float, labels: np.ndarray, defects: list[str]
     return out
 
 
+def calibration_summary(cal: dict) -> dict:
+    """What the stored threshold promised (docs/model-format.md, threshold.guarantee) and where it came from."""
+    t = cal["threshold"]
+    g = t.get("guarantee") or {}
+    details = t.get("details") or {}
+    return {"method": t.get("method"), "source": details.get("source"),
+            "images": details.get("calibration_images", details.get("holdout_images")),
+            "frr_target": g.get("frr_target", details.get("frr_target")), "confidence": g.get("confidence"),
+            "k": g.get("k"), "frr_bound": g.get("frr_bound"), "target_met": g.get("target_met"),
+            "images_needed": g.get("images_needed"), "warning": t.get("warning")}
+
+
 def evaluate_run(run_dir: str | Path, data_root: str | Path, category: str, image_size: int | None = None,
                  device: str = "cpu", figures_dir: str | Path | None = None, batch_size: int = 16,
                  show_progress: bool = True, fpr_limit: float = 0.3, num_figure_samples: int = 2) -> dict:
@@ -161,7 +174,8 @@ def evaluate_run(run_dir: str | Path, data_root: str | Path, category: str, imag
             "finetune": walls.get("finetune"),
             "student": walls.get("student"),
             "student_per_epoch": walls.get("student_per_epoch_mean"),
-            "membank": walls.get("membank"),
+            "membank": walls.get("membank"),  # k-fold banks included
+            "kfold": walls.get("kfold"),
         },
         "train_device": meta.get("device"),
         "train_config": meta.get("config"),  # every `etstpm train` setting, to reproduce the run
@@ -172,12 +186,18 @@ def evaluate_run(run_dir: str | Path, data_root: str | Path, category: str, imag
         "machine": machine_info(dev),
         "etstpm_version": __version__,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "operating_points": operating_points(pred["labels"], pred["scores"]),
         "verdict": None,
     }
     cal = meta.get("calibration")
     if cal and cal.get("threshold") and cal["threshold"].get("raw") is not None:
         result["verdict"] = verdict_quality(cal["threshold"]["raw"], pred["labels"], pred["defects"], pred["scores"])
         result["verdict"]["method"] = cal["threshold"].get("method")
+        result["verdict"]["calibration"] = calibration_summary(cal)
+        g = cal["threshold"].get("guarantee") or {}
+        v = result["verdict"]
+        v["against_calibration"] = frr_against_bound(v["false_rejects"], v["n_good"], g.get("frr_target"),
+                                                     g.get("frr_bound"))
 
     # Per-image raw scores (and the verdict where calibrated), so another scorer of the same model - the daemon's
     # parity test, a line's own logs - can be compared image by image, not only through the AUROC.
@@ -234,13 +254,39 @@ def format_table(result: dict) -> str:
             f"image size: {result['image_size']} | seed: {result['seed']} | "
             f"inference {result['inference_ms_per_image']:.1f} ms/image on {result['device']} | "
             f"eval wall {result['eval_wall_time_s']:.0f} s")
+    tail += "\n" + format_operating_points(result)
     if result["leaked"]:
         tail += "\nWARNING: the teacher saw test images (--paper-protocol): these numbers are leaked"
     if verdict:
-        tail += (f"\nthreshold {verdict['threshold_raw']:.6g} ({verdict.get('method')}, from train/good only): "
+        tail += (f"\nthreshold {verdict['threshold_raw']:.6g} ({verdict.get('method')}, from good images only): "
                  f"false-reject rate {verdict['false_reject_rate']:.3f} on test/good, "
                  f"detection rate {verdict['detection_rate']:.3f} on defects")
+        ac = verdict.get("against_calibration") or {}
+        if ac.get("frr_bound") is not None:
+            tail += (f"\n  target {ac['frr_target']:.2%}, bound {ac['frr_bound']:.2%} at "
+                     f"{verdict['calibration']['confidence']:.0%} confidence "
+                     f"({verdict['calibration']['images']} calibration images); P(>= {verdict['false_rejects']} "
+                     f"false rejects | rate = bound) = {ac['p_at_bound']:.3f}")
+        if (verdict.get("calibration") or {}).get("warning"):
+            tail += f"\n  calibration warning: {verdict['calibration']['warning']}"
     return "\n".join(rows + [tail])
+
+
+def format_operating_points(result: dict) -> str:
+    """One line per false-reject rate: detection there, or why the test set cannot resolve it."""
+    ops = result.get("operating_points") or {}
+    parts = []
+    for key, p in (ops.get("at_frr") or {}).items():
+        if p.get("resolvable"):
+            parts.append(f"detection {p['detection_rate']:.3f} at {float(key):.1%} false rejects "
+                         f"({p['false_rejects']}/{p['n_good']} good rejected)")
+        else:
+            parts.append(f"{float(key):.1%} false rejects not resolvable ({p['n_good']} good test images, needs "
+                         f">= {p['goods_needed']})")
+    z = ops.get("at_zero_false_rejects") or {}
+    if z.get("detection_rate") is not None:
+        parts.append(f"detection {z['detection_rate']:.3f} at 0 false rejects")
+    return "operating points: " + "; ".join(parts)
 
 
 def write_json(result: dict, path: str | Path) -> None:

@@ -17,6 +17,7 @@ from .distributed import SINGLE, Dist
 from .errors import ConfigError
 from .finetune import PROTOCOL_LEAKAGE_FREE, PROTOCOL_PAPER, FinetuneConfig, build_task, finetune, resolve_mode
 from .membank import MembankConfig, fit_bank
+from .membank.kfold import leave_fold_out_scores
 from .model import ETSTPM
 from .run import (
     BANK,
@@ -59,8 +60,21 @@ class TrainConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     resume: bool = False
     calibrate: bool = True
-    frr: float = 0.01  # target false-reject rate on the held-out normal images
+    frr: float = 0.01  # target false-reject rate on new good parts
+    confidence: float = 0.9  # ... kept with this probability (etstpm.conformal)
+    # Where the calibration's good-image scores come from: auto = kfold for membank, holdout for stpm (docs/training.md,
+    # Calibration); calib_data, when given, replaces both (a separate folder of good images).
+    calibration: str = "auto"
+    folds: int = 5
+    calib_data: str | None = None
     progress: bool = True
+
+    def calibration_source(self) -> str:
+        if self.calib_data:
+            return "folder"
+        if self.calibration == "auto":
+            return "kfold" if self.method == "membank" else "holdout"
+        return self.calibration
 
 
 def resolve_device(name: str) -> torch.device:
@@ -106,8 +120,19 @@ def train(cfg: TrainConfig) -> Path:
         raise ConfigError(f"--image-size must be at least 32, got {cfg.image_size}")
     if not 0.0 <= cfg.holdout < 1.0:
         raise ConfigError(f"--holdout must be in [0, 1), got {cfg.holdout}")
-    if not 0.0 <= cfg.frr < 1.0:
-        raise ConfigError(f"--frr must be in [0, 1), got {cfg.frr}")
+    from .calibrate import check_targets, folder_samples  # late import: calibrate imports run/train helpers
+
+    check_targets(cfg.frr, cfg.confidence)
+    if cfg.calibration not in ("auto", "holdout", "kfold"):
+        raise ConfigError(f"--calibration must be auto, holdout or kfold, got {cfg.calibration!r}")
+    if cfg.calibration_source() == "kfold" and cfg.method != "membank":
+        # One student per fold would multiply the training time by the fold count: STPM keeps the hold-out.
+        raise ConfigError("--calibration kfold is for --method membank (an STPM run would need a student per fold); "
+                          "use --calibration holdout or --calib-data DIR")
+    if cfg.folds < 2:
+        raise ConfigError(f"--folds must be >= 2, got {cfg.folds}")
+    if cfg.calib_data:
+        folder_samples(cfg.calib_data)  # a missing or empty folder fails now, not after the fit
     if cfg.student.ema_epochs < 0:
         raise ConfigError(f"--ema-epochs must be >= 0 (0 = off), got {cfg.student.ema_epochs}")
     if run_dir.exists() and (run_dir / "run.json").exists() and not cfg.resume:
@@ -166,7 +191,15 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, ctx: Dist = SI
     # Data: train/good minus the calibration hold-out (the hold-out never trains anything).
     all_train = data.train_samples(cfg.data, cfg.category)
     data.validate(all_train)  # fail now on a bad file, not after hours of training (hold-out included)
-    train_part, holdout = data.split_holdout(all_train, cfg.holdout, cfg.seed)
+    if cfg.calibrate and cfg.calibration_source() == "kfold" and len(all_train) < 2:
+        raise ConfigError(f"k-fold calibration needs at least 2 train/good images, {cfg.category} has "
+                          f"{len(all_train)}; give good images with --calib-data DIR")
+    source = cfg.calibration_source()
+    # Only the hold-out source keeps images out of the fit: k-fold scores every image without its fold, and a
+    # calibration folder brings its own images.
+    train_part, holdout = data.split_holdout(all_train, cfg.holdout if source == "holdout" else 0.0, cfg.seed)
+    meta["calibration_source"] = source
+    meta["calib_data"] = cfg.calib_data
     if cfg.max_train_images is not None:
         train_part = train_part[: cfg.max_train_images]
         holdout = holdout[: max(1, cfg.max_train_images // 4)] if holdout else holdout
@@ -204,10 +237,11 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, ctx: Dist = SI
     meta["finished"] = _now()
     write_meta(run_dir, meta)
 
-    if cfg.calibrate and holdout:
-        from .calibrate import calibrate_run  # late import: calibrate imports run/train helpers
+    if cfg.calibrate and (holdout or source != "holdout"):
+        from .calibrate import calibrate_run
 
-        calibrate_run(run_dir, frr=cfg.frr, device=str(device), show_progress=cfg.progress)
+        calibrate_run(run_dir, frr=cfg.frr, confidence=cfg.confidence, device=str(device),
+                      show_progress=cfg.progress)
     elif cfg.calibrate:
         log.warning("no hold-out images (--holdout 0): run not calibrated; run `etstpm calibrate` with a labelled set")
     return run_dir
@@ -219,9 +253,22 @@ def _fit_membank(cfg: TrainConfig, run_dir: Path, meta: dict, teacher: FeatureEx
     seed_everything(cfg.seed)
     ds = data.AnomalyDataset(cfg.data, cfg.category, "train", cfg.image_size, samples=train_part)
     t0 = time.perf_counter()
-    fitted = fit_bank(teacher, ds, cfg.membank, device, cfg.seed, show_progress=cfg.progress and ctx.is_main, ctx=ctx)
+    kfold = cfg.calibration_source() == "kfold"
+    fitted = fit_bank(teacher, ds, cfg.membank, device, cfg.seed, show_progress=cfg.progress and ctx.is_main, ctx=ctx,
+                      keep_features=kfold)
     if fitted is None:
         return  # not rank 0: its features went to rank 0
+    meta.pop("kfold", None)
+    if kfold:
+        assert fitted.features is not None
+        # A training set smaller than the fold count is scored leave-one-out (docs/training.md, Calibration).
+        folds = min(cfg.folds, len(train_part))
+        fs = leave_fold_out_scores(teacher, fitted.features, len(train_part), cfg.image_size, cfg.membank, device,
+                                   cfg.seed, folds, show_progress=cfg.progress)
+        fitted.features = None
+        meta["kfold"] = fs.info | {"low": fs.low,
+                                   "scores": {Path(s.path).name: float(v) for s, v in zip(train_part, fs.scores)},
+                                   "fold": {Path(s.path).name: int(v) for s, v in zip(train_part, fs.fold)}}
     info = fitted.info
     mb = cfg.membank
     save_torch({"bank": fitted.bank, "projection": fitted.projection, "layers": list(mb.layers),
@@ -232,7 +279,8 @@ def _fit_membank(cfg: TrainConfig, run_dir: Path, meta: dict, teacher: FeatureEx
                               "coreset_ratio": mb.coreset_ratio, "coreset_min": mb.coreset_min,
                               "proj_dim": mb.proj_dim, "feature_dim": mb.feature_dim,
                               "nn_budget": mb.nn_budget}
-    meta.setdefault("wall_time_s", {})["membank"] = round(time.perf_counter() - t0, 3)
+    meta.setdefault("wall_time_s", {})["membank"] = round(time.perf_counter() - t0, 3)  # k-fold banks included
+    meta["wall_time_s"]["kfold"] = meta["kfold"]["wall_time_s"] if kfold else None
     meta["epochs_done"] = 0
     msg = (f"memory bank: {info['bank_size']} of {info['patches']} patches, dim {info['dim']} "
            f"(features {info['features_s']:.1f} s, coreset {info['coreset_s']:.1f} s)")

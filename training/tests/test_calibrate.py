@@ -19,17 +19,21 @@ def _copy_run(tiny_run, tmp_path: Path) -> Path:
     return run_dir
 
 
-def test_normal_quantile_from_holdout(tiny_run, tmp_path: Path) -> None:
+def test_order_statistic_from_holdout(tiny_run, tmp_path: Path) -> None:
     run_dir = _copy_run(tiny_run, tmp_path)
-    cal = calibrate_run(run_dir, frr=0.5, show_progress=False)
+    cal = calibrate_run(run_dir, frr=0.5, confidence=0.6, show_progress=False)
     model, meta = load_run(run_dir)
     hold = holdout_samples(meta)
     assert [Path(s.path).name for s in hold] == meta["holdout_images"]
     ds = AnomalyDataset(meta["data"], meta["category"], "train", meta["image_size"], samples=hold)
     scores, _, low = score_dataset(model, ds)
     thr = cal["threshold"]["raw"]
-    assert thr == pytest.approx(float(np.quantile(scores, 0.5)))
-    assert cal["threshold"]["method"] == "normal-quantile"
+    g = cal["threshold"]["guarantee"]
+    # 2 held-out images: P(Binomial(2, 0.5) >= 1) = 0.75 > 0.4, P(... >= 2) = 0.25 <= 0.4 -> k = 2, the larger
+    assert g["n"] == 2 and g["k"] == 2 and g["target_met"] and thr == pytest.approx(scores.max())
+    assert g["frr_bound"] == pytest.approx(1 - 0.4 ** 0.5) and cal["threshold"]["warning"] is None
+    assert cal["threshold"]["method"] == "order-statistic"
+    assert cal["threshold"]["details"]["source"] == {"kind": "holdout", "images": 2}
     norm = cal["normalization"]
     assert norm["method"] == "minmax" and norm["threshold"] == thr
     assert norm["min"] == pytest.approx(low) and norm["max"] == pytest.approx(scores.max())
@@ -74,10 +78,34 @@ def test_calibrate_cli(tiny_run, tmp_path: Path, capsys) -> None:
     from etstpm.cli import main
 
     run_dir = _copy_run(tiny_run, tmp_path)
-    assert main(["calibrate", "--run", str(run_dir), "--frr", "0.0"]) == 0
+    assert main(["calibrate", "--run", str(run_dir)]) == 0
     out = json.loads(capsys.readouterr().out)
     meta = json.loads((run_dir / "run.json").read_text())
     assert out == meta["calibration"]
-    # frr 0 -> the largest held-out score: no held-out image is rejected... except the maximum itself (r >= thr)
-    assert out["threshold"]["raw"] == pytest.approx(out["threshold"]["details"]["holdout_score_max"])
+    # 2 held-out images cannot give 1 % at 90 %: their largest score, the bound it keeps, and a warning that says so
+    g = out["threshold"]["guarantee"]
+    assert out["threshold"]["raw"] == pytest.approx(out["threshold"]["details"]["calibration_score_max"])
+    assert not g["target_met"] and g["images_needed"] == 230 and g["frr_bound"] == pytest.approx(1 - 0.1 ** 0.5)
+    assert "needs at least 230" in out["threshold"]["warning"]
     assert main(["calibrate", "--run", str(tmp_path / "nothing")]) == 2
+    assert main(["calibrate", "--run", str(run_dir), "--frr", "0"]) == 2
+    assert "--frr must be in (0, 1)" in capsys.readouterr().err
+
+
+def test_recalibrate_for_another_scorer() -> None:
+    """INT8 export: the same target and confidence on the new scores; k-fold scores (no re-scorable images) keep the
+    float threshold and say so."""
+    from etstpm.calibrate import GoodScores, make_calibration, recalibrate
+    from etstpm.conformal import choose
+
+    rng = np.random.default_rng(3)
+    fp = GoodScores(rng.random(300), 0.0, {"kind": "kfold", "folds": 5, "images": 300})
+    thr, g = choose(fp.scores, 0.01, 0.9)
+    cal = make_calibration(thr, "order-statistic", g.to_dict(), {}, fp)
+    q = GoodScores(fp.scores * 1.1, 0.0, {"kind": "holdout", "images": 300})
+    redone = recalibrate(cal, q)
+    assert redone["threshold"]["raw"] == pytest.approx(thr * 1.1)
+    assert redone["threshold"]["guarantee"]["confidence"] == 0.9 and redone["threshold"]["guarantee"]["k"] == g.k
+    kept = recalibrate(cal, None)
+    assert kept["threshold"]["raw"] == thr and kept["normalization"] == cal["normalization"]
+    assert "k-fold" in kept["threshold"]["details"]["threshold_from"]

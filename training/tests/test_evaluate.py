@@ -74,6 +74,19 @@ def test_verdict_quality_of_the_calibrated_threshold(tiny_run, result: dict) -> 
     assert v["false_reject_rate"] == pytest.approx(v["false_rejects"] / 3)
     assert v["detection_rate"] == pytest.approx(v["detected"] / 11)
     assert sum(d["detected"] for d in v["per_defect"].values()) == v["detected"]
+    # what the calibration promised, next to what the test shows (2 held-out images: too few, and it says so)
+    g = meta["calibration"]["threshold"]["guarantee"]
+    assert v["calibration"]["frr_bound"] == g["frr_bound"] and v["calibration"]["images"] == 2
+    assert v["calibration"]["warning"] == meta["calibration"]["threshold"]["warning"]
+    assert v["against_calibration"]["frr_target"] == 0.01
+    # 3 good test images resolve neither 1 % nor 0.1 %; detection at 0 false rejects is counted from the scores
+    ops = result["operating_points"]
+    assert not ops["at_frr"]["0.01"]["resolvable"] and ops["at_frr"]["0.01"]["detection_rate"] is None
+    scores = np.array([i["score"] for i in result["images"]])
+    labels = np.array([i["label"] for i in result["images"]])
+    z = ops["at_zero_false_rejects"]
+    assert z["detected"] == int((scores[labels == 1] > scores[labels == 0].max()).sum())
+    assert "1.0% false rejects not resolvable (3 good test images" in evaluate.format_table(result)
 
 
 def test_verdict_quality_counts() -> None:

@@ -116,8 +116,9 @@ def test_membank_run_is_calibrated_and_separates_real_defects(hazelnut_bank_run:
     model, meta = load_run(hazelnut_bank_run)
     assert isinstance(model, MemoryBankModel) and meta["method"] == "membank" and meta["finetune"] == "none"
     mb = meta["membank"]
-    # 28 train/good images, 3 held out, 25 fitted at 128 px -> 16x16 patches each.
-    assert mb["patches"] == 25 * 16 * 16 and mb["bank_size"] == 256 and mb["dim"] == 384  # 256 x 384 within budget
+    # 28 train/good images, all fitted (k-fold calibration, the membank default) at 128 px -> 16x16 patches each.
+    assert mb["patches"] == 28 * 16 * 16 and mb["bank_size"] == 256 and mb["dim"] == 384  # 256 x 384 within budget
+    assert meta["holdout_images"] == [] and len(meta["kfold"]["scores"]) == 28
     assert meta["calibration"]["threshold"]["raw"] > 0
     out = tmp_path / "eval.json"
     assert main(["evaluate", "--run", str(hazelnut_bank_run), "--data", str(hazelnut_root), "--category",

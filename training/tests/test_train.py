@@ -42,7 +42,8 @@ def test_tiny_run_folder(tiny_run) -> None:
     assert [h["phase"] for h in meta["history"]["finetune"]] == ["head", "all", "all"]
     # hold-out: 10% of 25 grid train images, kept out of student training
     assert len(meta["holdout_images"]) == 2 and meta["train_images"] == 23
-    assert meta["calibration"]["threshold"]["method"] == "normal-quantile"
+    assert meta["calibration"]["threshold"]["method"] == "order-statistic"
+    assert meta["calibration_source"] == "holdout"  # stpm keeps the hold-out (no student per fold)
     assert (run_dir / "train.log").read_text().count("student epoch 1/1") == 1
 
 
@@ -212,7 +213,12 @@ def test_bad_option_values_are_named(tmp_path: Path, weights_file: Path, hazelnu
             "--out", str(tmp_path / "r"), "--no-progress"]
     for extra, msg in ((["--holdout", "1.5"], "--holdout must be in [0, 1)"),
                        (["--image-size", "8"], "--image-size must be at least 32"),
-                       (["--frr", "-0.1"], "--frr must be in [0, 1)")):
+                       (["--frr", "-0.1"], "--frr must be in (0, 1)"),
+                       (["--frr", "0"], "--frr must be in (0, 1)"),
+                       (["--confidence", "1"], "--confidence must be in (0, 1)"),
+                       (["--method", "stpm", "--calibration", "kfold"], "--calibration kfold is for --method membank"),
+                       (["--folds", "1"], "--folds must be >= 2"),
+                       (["--calib-data", str(tmp_path / "none")], "good-image folder not found")):
         assert main(base + extra) == 2
         assert msg in capsys.readouterr().err
 

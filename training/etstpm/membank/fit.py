@@ -64,6 +64,7 @@ class FittedBank:
     bank: torch.Tensor  # [M, D] patch features (projected when `projection` is set)
     projection: torch.Tensor | None  # [C, D] PCA directions, or None (full width)
     info: dict
+    features: torch.Tensor | None = None  # [N_images * h * w, C] training patches, when asked for (k-fold scoring)
 
 
 MIN_AUTO_WIDTH = 32  # narrower loses too much (MTD, 1,024 rows: 0.907 at full width, 0.747 at PCA 64)
@@ -111,7 +112,7 @@ def pca_directions(x: torch.Tensor, dim: int, chunk: int = 1 << 16) -> torch.Ten
 
 
 def fit_bank(teacher: FeatureExtractor, dataset: Dataset, cfg: MembankConfig, device: torch.device, seed: int,
-             show_progress: bool = True, ctx: Dist = SINGLE) -> FittedBank | None:
+             show_progress: bool = True, ctx: Dist = SINGLE, keep_features: bool = False) -> FittedBank | None:
     """The bank (and its projection, with cfg.feature_dim) for the normal images of `dataset`.
 
     Under torchrun (`ctx.enabled`) each rank extracts its whole batches (distributed.batch_shard), rank 0 gathers
@@ -128,6 +129,18 @@ def fit_bank(teacher: FeatureExtractor, dataset: Dataset, cfg: MembankConfig, de
     else:
         feats = extract_patches(teacher, dataset, cfg, device, show_progress)
     t_feat = time.perf_counter() - t0
+    fitted = select_bank(feats, cfg, device, seed, show_progress)
+    fitted.info["features_s"] = round(t_feat, 3)
+    fitted.features = feats if keep_features else None
+    log.info("memory bank: %d of %d patches (dim %d of %d); features %.1f s, coreset %.1f s", fitted.info["bank_size"],
+             feats.shape[0], fitted.bank.shape[1], feats.shape[1], fitted.info["features_s"],
+             fitted.info["coreset_s"])
+    return fitted
+
+
+def select_bank(feats: torch.Tensor, cfg: MembankConfig, device: torch.device, seed: int,
+                show_progress: bool = True) -> FittedBank:
+    """The bank (coreset, then the width's PCA) of a patch-feature matrix [N, C]."""
     m = bank_size(feats.shape[0], cfg)
     t1 = time.perf_counter()
     with tqdm(total=m, desc="coreset", unit="pick", disable=not show_progress, dynamic_ncols=True) as bar:
@@ -143,7 +156,5 @@ def fit_bank(teacher: FeatureExtractor, dataset: Dataset, cfg: MembankConfig, de
         projection = pca_directions(feats, width)
         bank = bank @ projection
     info = {"patches": int(feats.shape[0]), "bank_size": m, "dim": int(bank.shape[1]),
-            "feature_width": int(feats.shape[1]), "features_s": round(t_feat, 3), "coreset_s": round(t_core, 3)}
-    log.info("memory bank: %d of %d patches (dim %d of %d); features %.1f s, coreset %.1f s", m, feats.shape[0],
-             bank.shape[1], feats.shape[1], info["features_s"], info["coreset_s"])
+            "feature_width": int(feats.shape[1]), "coreset_s": round(t_core, 3)}
     return FittedBank(bank, projection, info)

@@ -110,7 +110,10 @@ class MemoryBankModel(nn.Module):
         """(patch distances [N,1,h,w], upsampled distance, smoothed anomaly map [N,1,H,W])."""
         with torch.no_grad():
             dist = self.patch_distances(self.embed(x))
-        up = F.interpolate(dist, size=(x.shape[-2], x.shape[-1]), mode="bilinear", align_corners=False)
+        return self._upsample(dist, (x.shape[-2], x.shape[-1]))
+
+    def _upsample(self, dist: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        up = F.interpolate(dist, size=size, mode="bilinear", align_corners=False)
         return dist, up, self.blur(up)
 
     def named_maps(self, x: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
@@ -120,6 +123,15 @@ class MemoryBankModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         dist, _, amap = self._maps(x)
+        return amap, self._score(dist, amap)
+
+    @torch.no_grad()
+    def from_features(self, f: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """forward() for patch features [N, C, h, w] already extracted (k-fold scoring reuses the training ones)."""
+        dist, _, amap = self._upsample(self.patch_distances(f), size)
+        return amap, self._score(dist, amap)
+
+    def _score(self, dist: torch.Tensor, amap: torch.Tensor) -> torch.Tensor:
         h, w = dist.shape[-2:]
         if 2 * self.score_border >= min(h, w):
             raise ValueError(f"score_border {self.score_border} leaves no patch of a {h}x{w} patch grid")
@@ -127,6 +139,6 @@ class MemoryBankModel(nn.Module):
         bh, bw = self.score_border * big_h // h, self.score_border * big_w // w
         flat = amap[..., bh:big_h - bh, bw:big_w - bw].flatten(1)
         if self.score_top <= 0.0:
-            return amap, flat.amax(dim=1)
+            return flat.amax(dim=1)
         k = max(1, int(round(self.score_top * flat.shape[1])))
-        return amap, flat.topk(k, dim=1).values.mean(dim=1)
+        return flat.topk(k, dim=1).values.mean(dim=1)
