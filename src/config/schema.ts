@@ -268,7 +268,7 @@ export function buildSchema() {
     // Drift of good parts' scores (docs/daemon.md, "Drift"); read at start, not at SIGHUP.
     drift: {
       window: { doc: 'OK frames per camera in the drift window', format: 'positive-int', default: 500 },
-      warnShare: { doc: 'Share of the window above the calibration quantile that logs a drift warning (recovered below half of it)', format: 'share', default: 0.05 },
+      warnShare: { doc: 'Share of the window above the calibration quantile that logs a drift warning (recovered below half of it)', format: 'share', default: 0.25 },
     },
     // PLC / SCADA outputs (issue 10): `sparkplug` and `modbus` blocks, src/plc/config.ts
     ...plcSchema(),

@@ -21,11 +21,11 @@ export interface ModelManifest {
   sha256: string;
   threshold: number;
   /**
-   * Share of normal (hold-out) scores expected at or above `threshold`, from threshold.details: frr_target, else
-   * 1 - quantile, else holdout_false_rejects / holdout_images; null when the details say none of these (drift has
-   * no expected share then: docs/daemon.md, "Drift").
+   * What the drift indicator compares recent OK frames with (docs/daemon.md, "Drift"): threshold.details.drift_reference
+   * (a quantile of the good calibration scores, well below the threshold), else the threshold itself with the share
+   * the calibration expects above it.
    */
-  expectedShareAbove: number | null;
+  driftReference: { raw: number; expectedShare: number | null; quantile: number | null };
   normalization: { threshold: number; min: number; max: number };
 }
 
@@ -115,16 +115,26 @@ export function readManifest(dir: string): ModelManifest {
     },
     sha256: sha,
     threshold: num(obj(j.threshold).raw ?? normalization.threshold, 'threshold.raw', file),
-    expectedShareAbove: expectedShareAbove(j.threshold),
+    driftReference: driftReference(j.threshold, num(obj(j.threshold).raw ?? normalization.threshold, 'threshold.raw', file)),
     normalization,
   };
 }
 
-/** docs/model-format.md, threshold.details: what the calibration says about normal scores above its threshold. */
-function expectedShareAbove(threshold: unknown): number | null {
+const share = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= 1 ? v : null);
+
+/** docs/model-format.md, threshold.details.drift_reference; models calibrated before it fall back to the threshold. */
+function driftReference(threshold: unknown, raw: number): ModelManifest['driftReference'] {
+  const ref = obj(obj(obj(threshold).details).drift_reference);
+  if (typeof ref.raw === 'number' && Number.isFinite(ref.raw)) {
+    return { raw: ref.raw, expectedShare: share(ref.expected_share_ok), quantile: share(ref.quantile) };
+  }
+  return { raw, expectedShare: expectedShareAbove(threshold), quantile: null };
+}
+
+/** docs/model-format.md, threshold.details / guarantee: what the calibration says about normal scores above its threshold. */
+export function expectedShareAbove(threshold: unknown): number | null {
   const d = obj(obj(threshold).details);
-  const share = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= 1 ? v : null);
-  const frr = share(d.frr_target);
+  const frr = share(d.frr_target) ?? share(obj(obj(threshold).guarantee).frr_target);
   if (frr !== null) return frr;
   const q = share(d.quantile);
   if (q !== null) return 1 - q;

@@ -323,5 +323,6 @@ export class Pipeline {
 
 /** The model's calibration quantile and the share of normal scores expected above it (docs/daemon.md, "Drift"). */
 function driftReference(engine: InferenceEngine): DriftReference {
-  return { raw: engine.manifest.threshold, expectedShare: engine.manifest.expectedShareAbove };
+  const r = engine.manifest.driftReference;
+  return { raw: r.raw, expectedShare: r.expectedShare };
 }

@@ -11,7 +11,7 @@ export interface DriftOptions {
   warnShare: number;
 }
 
-export const DEFAULT_DRIFT: DriftOptions = { window: 500, warnShare: 0.05 };
+export const DEFAULT_DRIFT: DriftOptions = { window: 500, warnShare: 0.25 };
 
 /** The model's side of the comparison: its calibration quantile and the share of normal scores expected above it. */
 export interface DriftReference {

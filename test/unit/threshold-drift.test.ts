@@ -95,12 +95,14 @@ describe('drift window', () => {
     assert.deepEqual(w.state(), { share: 0, expectedShare: null, reference: 10, frames: 1, window: 4, warnShare: 0.5, drifting: false });
   });
 
-  it('the expected share comes from model.json threshold.details (frr_target, else 1 - quantile, else hold-out counts)', () => {
+  it('the drift reference comes from model.json threshold.details.drift_reference, else the threshold (frr_target, else 1 - quantile, else hold-out counts)', () => {
     const variants: Array<[Record<string, unknown>, number | null]> = [
       [{ frr_target: 0.002, quantile: 0.998, holdout_images: 500, holdout_false_rejects: 1 }, 0.002],
       [{ quantile: 0.99, images: 40 }, 1 - 0.99],
       [{ f1: 0.9, holdout_images: 200, holdout_false_rejects: 3 }, 3 / 200],
       [{}, null],
+      // The drift reference of current calibrations: a quantile of the good scores, below the threshold.
+      [{ frr_target: 0.01, drift_reference: { quantile: 0.9, raw: 0.25, expected_share_ok: 0.09 } }, 0.09],
     ];
     for (const [details, want] of variants) {
       const dir = join(tmp, `m-${Math.random().toString(16).slice(2)}`);
@@ -108,7 +110,9 @@ describe('drift window', () => {
       const m = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as Record<string, any>;
       m.threshold.details = details;
       writeFileSync(join(dir, 'model.json'), JSON.stringify(m));
-      assert.equal(readManifest(dir).expectedShareAbove, want, JSON.stringify(details));
+      const ref = readManifest(dir).driftReference;
+      assert.equal(ref.expectedShare, want, JSON.stringify(details));
+      assert.equal(ref.raw, details.drift_reference ? 0.25 : m.threshold.raw, 'reference score');
     }
   });
 });

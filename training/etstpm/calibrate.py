@@ -179,7 +179,8 @@ def make_calibration(thr: float, method: str, guarantee: dict | None, details: d
     details = details | {"source": good.source, "calibration_images": int(normal.size),
                          "calibration_false_rejects": int((normal >= thr).sum()),
                          "calibration_score_min": float(normal.min()),
-                         "calibration_score_max": float(normal.max())}
+                         "calibration_score_max": float(normal.max()),
+                         "drift_reference": drift_reference(normal, thr)}
     lo, hi = good.low, float(normal.max())
     if hi <= lo:  # degenerate (constant maps): keep the formula finite
         hi = lo + 1e-12
@@ -188,6 +189,19 @@ def make_calibration(thr: float, method: str, guarantee: dict | None, details: d
     return {"threshold": {"raw": thr, "method": method, "guarantee": guarantee, "warning": warning,
                           "details": details},
             "normalization": {"method": "minmax", "threshold": thr, "min": lo, "max": hi}}
+
+
+DRIFT_QUANTILE = 0.9
+
+
+def drift_reference(normal: np.ndarray, thr: float, q: float = DRIFT_QUANTILE) -> dict:
+    """The daemon's drift reference (docs/daemon.md, "Drift"): the q quantile of the good images' scores and the share
+    of the good images judged OK (score < threshold) that lie at or above it. The daemon counts its recent OK frames
+    the same way; far below the threshold, so drift shows while the reject rate still looks normal."""
+    raw = float(np.quantile(normal, q))
+    ok = normal[normal < thr]
+    share = float((ok >= raw).mean()) if ok.size else None
+    return {"quantile": q, "raw": raw, "expected_share_ok": share}
 
 
 def recalibrate(calibration: dict, good: GoodScores | None) -> dict:

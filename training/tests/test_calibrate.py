@@ -109,3 +109,22 @@ def test_recalibrate_for_another_scorer() -> None:
     kept = recalibrate(cal, None)
     assert kept["threshold"]["raw"] == thr and kept["normalization"] == cal["normalization"]
     assert "k-fold" in kept["threshold"]["details"]["threshold_from"]
+
+
+def test_drift_reference_is_a_quantile_below_the_threshold_with_the_ok_share_above_it() -> None:
+    from etstpm.calibrate import drift_reference
+    scores = np.arange(1, 101, dtype=np.float64)  # 1..100
+    ref = drift_reference(scores, thr=100.0)  # one image (100) judged NG, 99 OK
+    assert ref["quantile"] == 0.9
+    assert ref["raw"] == pytest.approx(np.quantile(scores, 0.9))  # 90.1
+    # OK images 1..99; those >= 90.1 are 91..99: 9 of 99
+    assert ref["expected_share_ok"] == pytest.approx(9 / 99)
+    assert drift_reference(scores, thr=0.5)["expected_share_ok"] is None  # no image judged OK: nothing to expect
+
+
+def test_calibration_stores_the_drift_reference(tiny_run, tmp_path: Path) -> None:
+    run_dir = _copy_run(tiny_run, tmp_path)
+    cal = calibrate_run(run_dir, frr=0.5, confidence=0.6, show_progress=False)
+    ref = cal["threshold"]["details"]["drift_reference"]
+    assert ref["raw"] <= cal["threshold"]["raw"]
+    assert 0.0 <= ref["expected_share_ok"] <= 1.0
