@@ -19,22 +19,11 @@ import { ModbusClient, ModbusLink, ModbusTarget } from '../../src/modbus/link';
 import { RejectOutput, RejectRequest } from '../../src/modbus/reject-output';
 import { ModbusPlc } from '../../test/integration/helpers/modbus-plc';
 import { waitFor } from '../../test/integration/helpers/wait';
+import { mulberry32 } from '../../src/sources/synthetic/rng';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? process.argv[i + 1] : dflt;
-}
-
-/** mulberry32: a seeded uniform [0, 1). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -44,7 +33,7 @@ async function main(): Promise<void> {
   const seed = Number(arg('seed', '1'));
   const out = arg('out', '');
   const readFirst = !process.argv.includes('--no-read-first');
-  const rand = rng(seed);
+  const rand = mulberry32(seed);
   const log = createLogger('silent');
   const plc = await new ModbusPlc().start();
   const link = new ModbusLink({ host: '127.0.0.1', port: plc.port, connectTimeoutMs: 1000, requestTimeoutMs: 300, reconnectMinMs: 100, reconnectMaxMs: 1000 }, log);

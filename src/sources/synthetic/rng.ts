@@ -2,7 +2,12 @@
 export type Rng = () => number;
 
 export function createRng(seed: number): Rng {
-  let a = (seed >>> 0) ^ 0x9e3779b9;
+  return mulberry32((seed >>> 0) ^ 0x9e3779b9);
+}
+
+/** mulberry32 on the seed as given: a seeded uniform [0, 1). */
+export function mulberry32(seed: number): Rng {
+  let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
     let t = a;
