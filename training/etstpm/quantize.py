@@ -11,8 +11,10 @@ Two forms (`--int8 TARGET`), because the two runtimes want different activation 
 - `tensorrt`: activations and weights symmetric int8 (zero point 0), the only form TensorRT's explicit quantization
   accepts (docs/deploy-jetson.md). onnxruntime's x86 CPU provider runs it correctly but fuses only some of its
   convolutions into integer kernels (measured: no speed-up there).
-- `cpu`: activations uint8 (asymmetric), weights int8 symmetric per channel, onnxruntime's recommendation for x86:
-  every backbone convolution becomes an integer QLinearConv. TensorRT cannot build this one (uint8 Q/DQ).
+- `cpu`: activations uint8 (asymmetric), weights int8 symmetric per channel in a 7-bit range (reduce_range),
+  onnxruntime's recommendation for x86: every backbone convolution becomes an integer QLinearConv. The 7-bit weights
+  keep it exact on x86 CPUs without VNNI, where full-range uint8 x int8 products saturate (docs/training.md, INT8).
+  TensorRT cannot build this one (uint8 Q/DQ).
 Calibration uses only the run's own training images (train/good minus the calibration hold-out), never test images;
 the hold-out then re-calibrates the decision threshold on the INT8 model's own scores.
 """
@@ -117,7 +119,8 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Sequence[data.Sa
         "format": "QDQ",
         "target": cfg.target,
         "tool": f"onnxruntime.quantization.quantize_static (onnxruntime {ort.__version__})",
-        "weights": "int8 symmetric, per output channel",
+        "weights": "int8 symmetric, per output channel" if symmetric
+        else "int8 symmetric, 7-bit range (reduce_range), per output channel",
         "activations": "int8 symmetric (zero point 0), per tensor" if symmetric else "uint8 asymmetric, per tensor",
         "calibration_method": CALIBRATION_METHOD,
         "quantized_nodes": len(nodes),
@@ -165,7 +168,10 @@ def _without_preprocessing_hint() -> Iterator[None]:
 def _quantize_static(fp32_path: Path, out_path: Path, reader: FramesReader, nodes: list[str], symmetric: bool) -> None:
     quantize_static(
         str(fp32_path), str(out_path), reader, quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=list(BACKBONE_OP_TYPES), nodes_to_quantize=nodes, per_channel=True, reduce_range=False,
+        op_types_to_quantize=list(BACKBONE_OP_TYPES), nodes_to_quantize=nodes, per_channel=True,
+        # 7-bit weights for `cpu` (uint8 x int8): x86 CPUs without VNNI (AVX2 only) multiply u8 x s8 with VPMADDUBSW,
+        # whose int16 pair sums saturate with full-range weights (docs/training.md, INT8 export).
+        reduce_range=not symmetric,
         activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
         # Not CalibMaxIntermediateOutputs: onnxruntime 1.32's MinMax calibrator clears what it collected every that
