@@ -14,8 +14,8 @@ from etstpm.backbone import FeatureExtractor
 from etstpm.cli import main
 from etstpm.data import DatasetError
 from etstpm.finetune import FinetuneConfig, RotationDataset, finetune
+from etstpm.methods.stpm.student import StudentConfig
 from etstpm.run import RunError, load_run
-from etstpm.student import StudentConfig
 from etstpm.train import TrainConfig, train
 from etstpm.weights import load_resnet18
 
@@ -89,7 +89,7 @@ def test_resume_continues_and_matches_uninterrupted(tmp_path: Path, weights_file
 
 def test_cosine_schedule_decays_to_zero_and_is_recorded(tmp_path: Path, weights_file: Path,
                                                          hazelnut_root: Path) -> None:
-    from etstpm.student import lr_at
+    from etstpm.methods.stpm.student import lr_at
 
     cfg = StudentConfig(lr=0.4, schedule="cosine")
     assert lr_at(cfg, 0, 100) == pytest.approx(0.4) and lr_at(cfg, 50, 100) == pytest.approx(0.2)
@@ -106,8 +106,8 @@ def test_cosine_schedule_decays_to_zero_and_is_recorded(tmp_path: Path, weights_
 
 def test_teacher_feature_cache_gives_the_same_student(weights_file: Path, hazelnut_root: Path) -> None:
     from etstpm.data import AnomalyDataset, train_samples
-    from etstpm.model import ETSTPM
-    from etstpm.student import train_student
+    from etstpm.methods.stpm.model import ETSTPM
+    from etstpm.methods.stpm.student import train_student
 
     resnet, _ = load_resnet18(weights_file)
     teacher = FeatureExtractor(resnet)
