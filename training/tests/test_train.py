@@ -254,3 +254,27 @@ def test_ema_student_is_saved_averaged_and_resumes(weights_file: Path, grid_root
     assert main(base + ["--out", str(plain), "--epochs", "2", "--ema-epochs", "1", "--resume"]) == 2
     assert "cannot start mid-run" in capsys.readouterr().err
     assert main(base + ["--out", str(tmp_path / "bad"), "--epochs", "1", "--ema-epochs", "-1"]) == 2
+
+
+def test_run_without_method_is_stpm_and_an_unknown_method_is_named(tiny_run, tmp_path: Path) -> None:
+    """Runs written before there was a choice of method carry no "method": they load and export as STPM."""
+    import shutil
+
+    from etstpm.export import export_run
+    from etstpm.methods.stpm.model import ETSTPM
+    from etstpm.run import read_meta, write_meta
+
+    run_dir, _, category = tiny_run
+    legacy = tmp_path / "legacy"
+    shutil.copytree(run_dir, legacy)
+    meta = read_meta(legacy)
+    del meta["method"], meta["config"]["method"]
+    write_meta(legacy, meta)
+    model, _ = load_run(legacy)
+    assert isinstance(model, ETSTPM)
+    manifest = export_run(legacy, tmp_path / "model")
+    assert manifest["method"] == "stpm" and manifest["name"] == f"{category}-etstpm" and "membank" not in manifest
+    meta["method"] = "patchcore2"
+    write_meta(legacy, meta)
+    with pytest.raises(RunError, match=r"unknown method 'patchcore2' \(this toolkit knows stpm, membank\)"):
+        load_run(legacy)
