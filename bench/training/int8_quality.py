@@ -23,6 +23,7 @@ import onnxruntime as ort
 from etstpm import data, metrics
 from etstpm.export import export_run
 from etstpm.quantize import TARGETS, Int8Config
+from etstpm.run import run_method
 
 
 def onnx_predict(model_dir: Path, ds: data.AnomalyDataset, threads: int, batch: int = 8) -> dict:
@@ -100,7 +101,7 @@ def main() -> None:
         del pred
     out = {"format": "etstpm-int8-quality/1", "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
            "command": "bench/training/int8_quality.py " + " ".join(sys.argv[1:]),
-           "run": str(a.run), "method": meta.get("method", "stpm"), "epochs": meta.get("epochs_done"),
+           "run": str(a.run), "method": run_method(meta), "epochs": meta.get("epochs_done"),
            "finetune": meta.get("finetune"), "image_size": ds.image_size, "data": a.data, "category": a.category,
            "test_images": len(ds), "onnxruntime": ort.__version__, "threads": a.threads, "models": rows}
     a.json.parent.mkdir(parents=True, exist_ok=True)

@@ -30,10 +30,10 @@ from sklearn.metrics import roc_auc_score
 
 from etstpm import data, metrics
 from etstpm.backbone import FeatureExtractor
-from etstpm.membank import MembankConfig
-from etstpm.membank.coreset import greedy_coreset
-from etstpm.membank.fit import bank_size, extract_patches, pca_directions
-from etstpm.membank.model import GaussianBlur
+from etstpm.methods.membank import MembankConfig
+from etstpm.methods.membank.coreset import greedy_coreset
+from etstpm.methods.membank.fit import bank_size, extract_patches, pca_directions
+from etstpm.methods.membank.model import GaussianBlur
 from etstpm.weights import load_resnet18
 
 

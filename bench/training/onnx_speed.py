@@ -23,6 +23,7 @@ import onnxruntime as ort
 from sklearn.metrics import roc_auc_score
 
 from etstpm import data
+from etstpm.run import run_method
 
 
 def session(model_dir: Path, threads: int) -> ort.InferenceSession:
@@ -66,7 +67,7 @@ def main() -> None:
 
     rows = []
     for i, (m, man) in enumerate(zip(a.models, manifests)):
-        row = {"model": str(m), "name": man["name"], "method": man.get("method", "stpm"),
+        row = {"model": str(m), "name": man["name"], "method": run_method(man),
                "bytes": (m / "model.onnx").stat().st_size, "bank": man.get("membank")}
         for batch in (1, 4):
             ms = statistics.median(times[(i, batch)])

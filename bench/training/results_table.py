@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from etstpm.operating_point import goods_needed, operating_points
+from etstpm.run import run_method
 
 DATASETS = {"magnetic_tile": "MTD", "grid": "MVTec grid (subset)", "screw": "MVTec screw",
             "hazelnut_toy": "hazelnut_toy"}
@@ -70,7 +71,7 @@ def _membank_flags(r: dict) -> list[tuple[str, str]]:
 def load(paths: list[Path]) -> list[tuple[Path, dict]]:
     out = [(p, json.loads(p.read_text())) for p in paths]
     out = [(p, r) for p, r in out if isinstance(r, dict) and r.get("format") == "etstpm-eval/1"]
-    return sorted(out, key=lambda pr: (pr[1]["category"], pr[1].get("method", "stpm") != "membank", pr[1]["epochs"],
+    return sorted(out, key=lambda pr: (pr[1]["category"], run_method(pr[1]) != "membank", pr[1]["epochs"],
                                        pr[1]["finetune"] != "none"))
 
 

@@ -42,9 +42,9 @@ from torchvision.transforms.functional import gaussian_blur
 from etstpm import IMAGENET_MEAN, IMAGENET_STD, data, metrics
 from etstpm.backbone import FeatureExtractor
 from etstpm.evaluate import machine_info
-from etstpm.model import ETSTPM
+from etstpm.methods.stpm.model import ETSTPM
+from etstpm.methods.stpm.student import StudentConfig, train_student
 from etstpm.run import load_run
-from etstpm.student import StudentConfig, train_student
 from etstpm.weights import load_resnet18
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)

@@ -9,7 +9,7 @@ Calibration; the stored fields: docs/model-format.md).
   the threshold that maximises F1 there.
 The good images' scores come from one of (first that applies): a folder given now (`--good DIR`), the folder given
 at training (`train --calib-data DIR`), the leave-fold-out scores of a memory bank (`train --calibration kfold`,
-membank/kfold.py), or the run's hold-out part of train/good.
+methods/membank/kfold.py), or the run's hold-out part of train/good.
 min/max of the normalization come from the same good images: min = smallest anomaly-map value, max = largest image
 score, so normalized(r) = clamp((r - threshold) / (max - min) + 0.5, 0, 1) puts the threshold at 0.5.
 """
@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.metrics import precision_recall_curve
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import conformal, data
 from .errors import ConfigError
-from .model import ETSTPM
 from .run import RunError, load_run, write_meta
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def check_targets(frr: float, confidence: float) -> None:
 
 
 @torch.no_grad()
-def score_dataset(model: ETSTPM, dataset: data.AnomalyDataset, device: str | torch.device = "cpu",
+def score_dataset(model: nn.Module, dataset: data.AnomalyDataset, device: str | torch.device = "cpu",
                   batch_size: int = 16, show_progress: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
     """(image scores [n], labels [n], smallest anomaly-map value) for every image of `dataset`."""
     model.eval()

@@ -7,30 +7,10 @@ import logging
 import os
 import sys
 
-from .errors import ConfigError, EtstpmError
-from .membank import MembankConfig
-from .run import METHODS
+from .argtypes import positive_int
+from .errors import EtstpmError
+from .methods import METHODS
 from .train import DEFAULT_METHOD
-
-
-def _positive_int(s: str) -> int:
-    v = int(s)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
-def _feature_dim(s: str) -> int | None:
-    """--feature-dim: 'auto' -> None, else a width >= 0 (0 = full)."""
-    if s == "auto":
-        return None
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be auto or a width >= 0, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be auto or a width >= 0, got {v}")
-    return v
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -45,23 +25,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=list(METHODS), default=DEFAULT_METHOD,
                    help="membank: nearest-neighbour memory bank of the teacher's patch features (PatchCore, no "
                         "training); stpm: student distilled from the teacher (ET-STPM). docs/training.md compares them")
-    p.add_argument("--epochs", type=_positive_int, default=100, help="student epochs (stpm)")
     p.add_argument("--image-size", type=int, default=256, help="images are resized to SIZE x SIZE")
-    p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--lr", type=float, default=0.4, help="student SGD learning rate (peak, with --lr-schedule cosine)")
-    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
-                   help="student learning rate over the run: the paper's constant rate, or a cosine decay to 0 "
-                        "(docs/results.md, 'STPM that converges', has the measurement)")
-    p.add_argument("--ema-epochs", type=float, default=0.0,
-                   help="stpm: save an exponential moving average of the student's weights with this half-life in "
-                        "epochs instead of the last step's (0 = off, the paper)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--holdout", type=float, default=None,
                    help="fraction of train/good kept out of fitting for calibration (default 0.1 under --calibration "
                         "holdout); given with --calibration auto, it selects the hold-out")
-    p.add_argument("--max-train-images", type=_positive_int, default=None,
+    p.add_argument("--max-train-images", type=positive_int, default=None,
                    help="use at most N training images (quick checks only)")
     p.add_argument("--finetune", choices=["auto", "classes", "rotation", "none"], default="auto",
                    help="teacher fine-tuning task; auto = none for membank, and for stpm classes with >= 2 "
@@ -75,32 +47,6 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune-full-epochs", type=int, default=2)
     p.add_argument("--finetune-lr-head", type=float, default=0.1, help="SGD learning rate, head-only epochs")
     p.add_argument("--finetune-lr", type=float, default=0.001, help="SGD learning rate, all-unfrozen epochs")
-    g = p.add_argument_group("memory bank (--method membank)")
-    g.add_argument("--feature-layers", nargs="+", default=list(MembankConfig.layers), metavar="LAYER",
-                   help="pyramid levels concatenated into patch features (layer1 layer2 layer3)")
-    g.add_argument("--aggregate", type=int, default=MembankConfig.aggregate,
-                   help="odd window of the local average around each patch (1 = none)")
-    g.add_argument("--coreset-ratio", type=float, default=MembankConfig.coreset_ratio,
-                   help="share of all training patches kept in the bank (greedy k-center coreset)")
-    g.add_argument("--coreset-min", type=_positive_int, default=MembankConfig.coreset_min,
-                   help="smallest bank size (a small training set keeps this many patches, or all it has)")
-    g.add_argument("--feature-dim", type=_feature_dim, default=None, metavar="auto|0|N",
-                   help="bank width: auto (default) = the full width unless bank rows x width would exceed "
-                        "--nn-budget, then the widest PCA of the training patches that fits; 0 = always full; "
-                        "N = a PCA to N dimensions (docs/results.md, 'Bank size and width')")
-    g.add_argument("--nn-budget", type=_positive_int, default=MembankConfig.nn_budget,
-                   help="multiply-adds a patch may spend on the nearest-neighbour search under --feature-dim auto")
-    g.add_argument("--smooth-sigma", type=float, default=MembankConfig.sigma,
-                   help="Gaussian smoothing of the anomaly map, in pixels (0 = none)")
-    g.add_argument("--score-border", type=int, default=MembankConfig.score_border,
-                   help="image score: band of this many patch strides (8 px each at layer2) at each edge of the image "
-                        "left out of the score, not of the map (docs/results.md)")
-    g.add_argument("--score-top", type=float, default=MembankConfig.score_top,
-                   help="image score: 0 = maximum of the map inside the border; else the mean of this share of its "
-                        "largest values")
-    p.add_argument("--no-teacher-cache", action="store_true",
-                   help="recompute teacher features every epoch instead of keeping them in memory (see docs)")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for student training")
     p.add_argument("--paper-protocol", action="store_true",
                    help="fine-tune the teacher on test images too, as the paper did; results are marked leaked")
     p.add_argument("--frr", type=float, default=0.01, help="calibration: target false-reject rate on new good parts")
@@ -118,33 +64,22 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                         "train/good then fits the model")
     p.add_argument("--no-calibrate", action="store_true", help="skip calibration at the end")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    for method in METHODS.values():
+        method.add_arguments(p)
     p.set_defaults(func=_cmd_train)
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
     from .finetune import FinetuneConfig
-    from .student import StudentConfig
     from .train import TrainConfig, train
 
-    membank = MembankConfig(layers=tuple(a.feature_layers), aggregate=a.aggregate, coreset_ratio=a.coreset_ratio,
-                            coreset_min=a.coreset_min, sigma=a.smooth_sigma, score_top=a.score_top,
-                            score_border=a.score_border, feature_dim=a.feature_dim,
-                            nn_budget=a.nn_budget)
-    try:
-        membank.validate()
-    except ValueError as e:
-        raise ConfigError(str(e)) from e
     calibration = a.calibration
     if a.holdout is not None and calibration == "auto":
         calibration = "holdout"  # an explicit hold-out fraction asks for a hold-out
     cfg = TrainConfig(
-        data=a.data, category=a.category, weights=a.weights, out=a.out, method=a.method, membank=membank,
+        data=a.data, category=a.category, weights=a.weights, out=a.out, method=a.method,
         image_size=a.image_size, seed=a.seed,
         device=a.device, holdout=0.1 if a.holdout is None else a.holdout, max_train_images=a.max_train_images,
-        student=StudentConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, schedule=a.lr_schedule,
-                              ema_epochs=a.ema_epochs,
-                              num_workers=a.workers,
-                              cache_teacher=False if a.no_teacher_cache else None),
         finetune=FinetuneConfig(mode=a.finetune, head_epochs=a.finetune_head_epochs,
                                 full_epochs=a.finetune_full_epochs, lr_head=a.finetune_lr_head,
                                 lr_full=a.finetune_lr, extra_roots=list(a.finetune_roots),
@@ -152,6 +87,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
                                 batch_size=a.batch_size),
         resume=a.resume, calibrate=not a.no_calibrate, frr=a.frr, confidence=a.confidence,
         calibration=calibration, folds=a.folds, calib_data=a.calib_data, progress=not a.no_progress,
+        # Every method's settings, as in run.json's config (the unused method's are its defaults or the options').
+        **{m.config_field: m.config_from_args(a) for m in METHODS.values()},
     )
     run_dir = train(cfg)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 wrote the run
@@ -169,7 +106,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--figures", default=None, metavar="DIR", help="write PNG figures (maps, ROC curves) here")
     p.add_argument("--figure-samples", type=int, default=2, help="test images per defect type in the map figures")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--batch-size", type=_positive_int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--image-size", type=int, default=None, help="default: the run's training size")
     p.add_argument("--fpr-limit", type=float, default=0.3, help="AU-PRO integration limit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -226,7 +163,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                         "run's training images, threshold re-calibrated): 'tensorrt' = symmetric int8 activations "
                         "(TensorRT's explicit quantization), 'cpu' = uint8 activations (onnxruntime's fast x86 "
                         "kernels; TensorRT cannot build it). See docs/training.md")
-    p.add_argument("--int8-calibration-images", type=_positive_int, default=32, metavar="N",
+    p.add_argument("--int8-calibration-images", type=positive_int, default=32, metavar="N",
                    help="training images (evenly spread) whose activations set the INT8 ranges")
     p.set_defaults(func=_cmd_export)
 
@@ -245,7 +182,7 @@ def _cmd_export(a: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etstpm", description="ET-STPM anomaly detection toolkit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
-    parser.add_argument("--threads", type=_positive_int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads for torch (default: torch's choice, one per core); on a machine shared "
                              "with other jobs, 1 avoids OpenMP threads waiting on each other")
     sub = parser.add_subparsers(dest="command", required=True)

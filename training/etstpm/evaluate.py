@@ -249,7 +249,7 @@ def format_table(result: dict) -> str:
             flagged = f"{v['detected']}/{v['n']}"
         rows.append(row(name, r["n_defective"], r, flagged))
     tail = (f"per defect: its images against all {n_good} good ones; '-' = undefined (no masks)\n"
-            f"method: {result.get('method', 'stpm')} | protocol: {result['protocol']} | "
+            f"method: {run_method(result)} | protocol: {result['protocol']} | "
             f"finetune: {result['finetune']} | epochs: {result['epochs']} | "
             f"image size: {result['image_size']} | seed: {result['seed']} | "
             f"inference {result['inference_ms_per_image']:.1f} ms/image on {result['device']} | "

@@ -27,6 +27,7 @@ from torch import nn
 from . import IMAGENET_MEAN, IMAGENET_STD, __version__, data
 from .calibrate import warn_if_short
 from .errors import ConfigError
+from .methods import get_method
 from .quantize import Int8Config, onnx_scores, quantize_int8, spread
 from .run import RunError, load_run, run_method
 
@@ -135,17 +136,6 @@ def _load_metrics(run_dir: Path, metrics_path: str | None) -> dict | None:
         raise RunError(f"{p}: invalid JSON ({e})") from e
 
 
-def _membank_manifest(meta: dict, bank_fp16: bool) -> dict:
-    mb = meta.get("membank") or {}
-    width = mb.get("feature_width", mb.get("dim"))  # runs fitted before projections existed: full width
-    return {"bank_size": mb.get("bank_size"), "dim": mb.get("dim"), "layers": mb.get("layers"),
-            "aggregate": mb.get("aggregate"), "sigma": mb.get("sigma"), "score_top": mb.get("score_top", 0.0),
-            "score_border": mb.get("score_border", 0),
-            "coreset_ratio": mb.get("coreset_ratio"), "feature_width": width,
-            "projection": "pca" if width != mb.get("dim") else None,
-            "patches": mb.get("patches"), "bank_dtype": "float16" if bank_fp16 else "float32"}
-
-
 def training_samples(meta: dict) -> list[data.Sample]:
     """The images the run was fitted on: train/good minus the calibration hold-out, capped as in training."""
     from .calibrate import fitted_samples
@@ -204,18 +194,15 @@ def export_run(run_dir: str | Path, out_dir: str | Path, metrics_path: str | Non
         raise RunError(f"{run_dir} is not calibrated: run `etstpm calibrate --run {run_dir}` first "
                        "(or pass --allow-uncalibrated)")
     warn_if_short(cal, f"export {run_dir}")
+    method = get_method(run_method(meta))
     if int8 is not None:
         int8.validate()
-        if run_method(meta) == "stpm":
-            # bench/results/int8: on MTD (3-epoch run) image AUROC moved by +0.009, pixel AUROC by -0.011
-            log.warning("--int8 on an STPM run: its map is the small difference of two networks' features, which "
-                        "int8 rounding of both shifts (docs/training.md, INT8); check the INT8 model on a labelled "
-                        "set before shipping it")
+        if method.int8_warning:
+            log.warning(method.int8_warning)
     size = int(meta["image_size"])
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "model.onnx"
     tmp = out_dir / ".model.onnx.tmp"
-    method = run_method(meta)
     export_onnx(model, tmp, size, opset, bank_fp16=bank_fp16)
     quantization = None
     if int8 is not None:
@@ -232,7 +219,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, metrics_path: str | Non
     categories = [meta["category"]]
     manifest = {
         "format": MODEL_FORMAT,
-        "name": name or f"{meta['category']}-{'etstpm' if method == 'stpm' else method}",
+        "name": name or f"{meta['category']}-{method.model_name}",
         "version": f"{created}-{digest[:8]}",
         "created": created,
         "input": {"name": INPUT_NAME, "layout": "NHWC", "dtype": "uint8", "color": "RGB", "height": size,
@@ -241,7 +228,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, metrics_path: str | Non
         "onnx": {"file": "model.onnx", "sha256": digest, "opset": opset},
         "threshold": cal["threshold"] if cal else None,
         "normalization": cal["normalization"] if cal else None,
-        "method": method,
+        "method": method.name,
         "precision": "int8" if int8 is not None else "fp32",
         **({"quantization": quantization} if quantization is not None else {}),
         "training": {
@@ -257,7 +244,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, metrics_path: str | Non
             "wall_time_s": meta.get("wall_time_s"),
             "etstpm_version": __version__,
         },
-        **({"membank": _membank_manifest(meta, bank_fp16)} if method == "membank" else {}),
+        **method.manifest(meta, bank_fp16),
         "metrics": metrics,
     }
     if int8 is not None:

@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from . import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from .run import run_method  # noqa: E402
 
 GT_COLOUR = "#39ff14"
 PRED_COLOUR = "#ff2020"
@@ -110,7 +111,7 @@ def roc_figure(path: str | Path, curves: dict, result: dict) -> None:
         ax.set_title(f"{kind}-level ROC")
         ax.legend(loc="lower right", fontsize=9, title="AUROC")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{result['category']} - {result.get('method', 'stpm')}, {result['finetune']} teacher, "
+    fig.suptitle(f"{result['category']} - {run_method(result)}, {result['finetune']} teacher, "
                  f"{result['epochs']} epochs, "
                  f"{result['protocol']}", fontsize=11)
     fig.savefig(path, dpi=90)

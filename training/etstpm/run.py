@@ -2,10 +2,8 @@
 
 RUN/run.json        metadata (config, protocol, wall times, per-epoch history, calibration)
 RUN/teacher.pt      fine-tuned teacher pyramid (conv1..layer3 state_dict, torchvision key names)
-RUN/student.pt      final student pyramid (written when training finishes)
-RUN/checkpoint.pt   latest student epoch + optimizer + RNG state (for --resume)
-RUN/bank.pt         memory bank of normal patch features (method membank)
 RUN/train.log       human-readable log, one line per epoch
+and the files of the run's method (etstpm.methods): student.pt and checkpoint.pt (stpm), bank.pt (membank).
 """
 from __future__ import annotations
 
@@ -20,15 +18,10 @@ from torch import nn
 
 from .backbone import FeatureExtractor
 from .errors import RunError  # defined there; importable from here too
-from .model import ETSTPM
 
 RUN_FORMAT = "etstpm-run/1"
 META = "run.json"
 TEACHER = "teacher.pt"
-STUDENT = "student.pt"
-CHECKPOINT = "checkpoint.pt"
-BANK = "bank.pt"
-METHODS = ("stpm", "membank")
 LOG = "train.log"
 
 
@@ -79,20 +72,10 @@ def load_pyramid(path: Path, device: str | torch.device = "cpu") -> FeatureExtra
 
 
 def run_method(meta: dict) -> str:
-    """The run's detection method; runs written before methods existed are STPM runs."""
-    return meta.get("method", "stpm")
+    """The run's detection method (etstpm.methods.method_name: runs from before methods existed are STPM runs)."""
+    from .methods import method_name  # late: the methods import this module's file helpers
 
-
-def load_bank(run_dir: Path, teacher: FeatureExtractor) -> nn.Module:
-    from .membank import MemoryBankModel  # late: membank imports backbone only, but keeps this module light
-
-    path = run_dir / BANK
-    if not path.is_file():
-        raise RunError(f"missing {BANK} in {run_dir} (memory bank not fitted? continue with --resume)")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    return MemoryBankModel(teacher, saved["bank"], layers=tuple(saved["layers"]), aggregate=int(saved["aggregate"]),
-                           sigma=float(saved["sigma"]), score_top=float(saved.get("score_top", 0.0)),
-                           score_border=int(saved.get("score_border", 0)), projection=saved.get("projection"))
+    return method_name(meta)
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
@@ -102,15 +85,14 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[n
     """
     run_dir = Path(run_dir)
     meta = read_meta(run_dir)
-    method = run_method(meta)
-    if method not in METHODS:
-        raise RunError(f"{run_dir / META}: unknown method {method!r} (this toolkit knows {', '.join(METHODS)})")
+    from .methods import get_method  # late: the methods import this module's file helpers
+
+    try:
+        method = get_method(run_method(meta))
+    except ValueError as e:
+        raise RunError(f"{run_dir / META}: {e}") from e
     teacher = load_pyramid(run_dir / TEACHER, device)
-    if method == "membank":
-        model = load_bank(run_dir, teacher)
-    else:
-        model = ETSTPM(teacher, load_pyramid(run_dir / STUDENT, device))
-    model = model.to(device).eval()
+    model = method.load(run_dir, teacher, device).to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return model, meta

@@ -16,23 +16,10 @@ from .backbone import FeatureExtractor
 from .distributed import SINGLE, Dist
 from .errors import ConfigError
 from .finetune import PROTOCOL_LEAKAGE_FREE, PROTOCOL_PAPER, FinetuneConfig, build_task, finetune, resolve_mode
-from .membank import MembankConfig, fit_bank
-from .membank.kfold import leave_fold_out_scores
-from .model import ETSTPM
-from .run import (
-    BANK,
-    CHECKPOINT,
-    LOG,
-    METHODS,
-    RUN_FORMAT,
-    STUDENT,
-    TEACHER,
-    RunError,
-    read_meta,
-    save_torch,
-    write_meta,
-)
-from .student import StudentConfig, train_student
+from .methods import METHODS, Method, get_method, method_name
+from .methods.membank.fit import MembankConfig
+from .methods.stpm.student import StudentConfig
+from .run import LOG, RUN_FORMAT, TEACHER, RunError, read_meta, save_torch, write_meta
 from .weights import load_resnet18
 
 log = logging.getLogger("etstpm")
@@ -49,7 +36,7 @@ class TrainConfig:
     category: str
     weights: str
     out: str
-    method: str = DEFAULT_METHOD  # stpm (student distillation) | membank (nearest-neighbour memory bank)
+    method: str = DEFAULT_METHOD  # a name in etstpm.methods.METHODS
     image_size: int = 256
     seed: int = 0
     device: str = "auto"
@@ -62,18 +49,21 @@ class TrainConfig:
     calibrate: bool = True
     frr: float = 0.01  # target false-reject rate on new good parts
     confidence: float = 0.9  # ... kept with this probability (etstpm.conformal)
-    # Where the calibration's good-image scores come from: auto = kfold for membank, holdout for stpm (docs/training.md,
-    # Calibration); calib_data, when given, replaces both (a separate folder of good images).
+    # Where the calibration's good-image scores come from: auto = the method's default (kfold for membank, holdout for
+    # stpm: docs/training.md, Calibration); calib_data, when given, replaces both (a separate folder of good images).
     calibration: str = "auto"
     folds: int = 5
     calib_data: str | None = None
     progress: bool = True
 
+    def method_impl(self) -> Method:
+        return get_method(self.method)
+
     def calibration_source(self) -> str:
         if self.calib_data:
             return "folder"
         if self.calibration == "auto":
-            return "kfold" if self.method == "membank" else "holdout"
+            return self.method_impl().default_calibration
         return self.calibration
 
 
@@ -125,10 +115,7 @@ def train(cfg: TrainConfig) -> Path:
     check_targets(cfg.frr, cfg.confidence)
     if cfg.calibration not in ("auto", "holdout", "kfold"):
         raise ConfigError(f"--calibration must be auto, holdout or kfold, got {cfg.calibration!r}")
-    if cfg.calibration_source() == "kfold" and cfg.method != "membank":
-        # One student per fold would multiply the training time by the fold count: STPM keeps the hold-out.
-        raise ConfigError("--calibration kfold is for --method membank (an STPM run would need a student per fold); "
-                          "use --calibration holdout or --calib-data DIR")
+    cfg.method_impl().check_config(cfg)
     if cfg.folds < 2:
         raise ConfigError(f"--folds must be >= 2, got {cfg.folds}")
     if cfg.calib_data:
@@ -169,22 +156,24 @@ def _train_logged(cfg: TrainConfig, run_dir: Path, device: torch.device, ctx: Di
 
 def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, ctx: Dist = SINGLE) -> Path:
     seed_everything(cfg.seed)
+    method = cfg.method_impl()
     if cfg.resume:
         meta = read_meta(run_dir)
         for k in _RESUME_KEYS:
-            given, stored = getattr(cfg, k), meta["config"].get(k, "stpm" if k == "method" else None)
+            given = getattr(cfg, k)
+            stored = method_name(meta["config"]) if k == "method" else meta["config"].get(k)
             if not (data.same_folder(given, stored) if k == "data" else given == stored):
                 raise RunError(f"--resume: {k} differs from the run's ({given!r} vs {stored!r})")
         # A longer --epochs extends the run; the student hyper-parameters are the run's.
         meta["epochs"] = cfg.student.epochs
         meta["config"]["student"]["epochs"] = cfg.student.epochs
-        meta["status"] = "student" if cfg.method == "stpm" else "membank"
+        meta["status"] = method.fit_status
         log.info("resuming %s (epochs -> %d)", run_dir, cfg.student.epochs)
     else:
         meta = {"format": RUN_FORMAT, "etstpm_version": __version__, "torch_version": torch.__version__,
                 "created": _now(), "status": "started", "method": cfg.method, "category": cfg.category,
                 "data": cfg.data,
-                "image_size": cfg.image_size, "epochs": cfg.student.epochs if cfg.method == "stpm" else 0,
+                "image_size": cfg.image_size, "epochs": method.planned_epochs(cfg),
                 "seed": cfg.seed,
                 "device": str(device), "config": _config_dict(cfg), "calibration": None}
 
@@ -206,8 +195,7 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, ctx: Dist = SI
     meta["train_images"] = len(train_part)
     meta["holdout_images"] = [Path(s.path).name for s in holdout]
     if ctx.enabled:
-        if cfg.method == "stpm" and len(train_part) < ctx.world:
-            raise ConfigError(f"{ctx.world} processes but only {len(train_part)} training images")
+        method.check_data(cfg, len(train_part), ctx.world)
         meta["distributed"] = {"world_size": ctx.world, "backend": "nccl" if device.type == "cuda" else "gloo",
                                "global_batch_size": cfg.student.batch_size,
                                "batchnorm": "SyncBatchNorm" if device.type == "cuda" else "GlobalBatchNorm2d"}
@@ -224,13 +212,11 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, ctx: Dist = SI
         distributed.broadcast_module(teacher, ctx)
         if ctx.is_main:
             save_torch(teacher.state_dict(), run_dir / TEACHER)
-            meta["status"] = "student" if cfg.method == "stpm" else "membank"
+            meta["status"] = method.fit_status
             write_meta(run_dir, meta)
 
-    if cfg.method == "membank":
-        _fit_membank(cfg, run_dir, meta, teacher, train_part, device, ctx)
-    else:
-        _train_student(cfg, run_dir, meta, teacher, train_part, device, ctx)
+    seed_everything(cfg.seed)  # the fit starts from the same random state whether or not the teacher was fine-tuned
+    method.fit(cfg, run_dir, meta, teacher, train_part, device, ctx)
     if not ctx.is_main:
         return run_dir  # rank 0 alone finishes the run folder and calibrates
     meta["status"] = "trained"
@@ -247,87 +233,13 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, ctx: Dist = SI
     return run_dir
 
 
-def _fit_membank(cfg: TrainConfig, run_dir: Path, meta: dict, teacher: FeatureExtractor,
-                 train_part: list[data.Sample], device: torch.device, ctx: Dist = SINGLE) -> None:
-    """Memory bank of the training images' patch features (no training; a --resume simply refits it)."""
-    seed_everything(cfg.seed)
-    ds = data.AnomalyDataset(cfg.data, cfg.category, "train", cfg.image_size, samples=train_part)
-    t0 = time.perf_counter()
-    kfold = cfg.calibration_source() == "kfold"
-    fitted = fit_bank(teacher, ds, cfg.membank, device, cfg.seed, show_progress=cfg.progress and ctx.is_main, ctx=ctx,
-                      keep_features=kfold)
-    if fitted is None:
-        return  # not rank 0: its features went to rank 0
-    meta.pop("kfold", None)
-    if kfold:
-        assert fitted.features is not None
-        # A training set smaller than the fold count is scored leave-one-out (docs/training.md, Calibration).
-        folds = min(cfg.folds, len(train_part))
-        fs = leave_fold_out_scores(teacher, fitted.features, len(train_part), cfg.image_size, cfg.membank, device,
-                                   cfg.seed, folds, show_progress=cfg.progress)
-        fitted.features = None
-        meta["kfold"] = fs.info | {"low": fs.low,
-                                   "scores": {Path(s.path).name: float(v) for s, v in zip(train_part, fs.scores)},
-                                   "fold": {Path(s.path).name: int(v) for s, v in zip(train_part, fs.fold)}}
-    info = fitted.info
-    mb = cfg.membank
-    save_torch({"bank": fitted.bank, "projection": fitted.projection, "layers": list(mb.layers),
-                "aggregate": mb.aggregate, "sigma": mb.sigma, "score_top": mb.score_top,
-                "score_border": mb.score_border}, run_dir / BANK)
-    meta["membank"] = info | {"layers": list(mb.layers), "aggregate": mb.aggregate, "sigma": mb.sigma,
-                              "score_top": mb.score_top, "score_border": mb.score_border,
-                              "coreset_ratio": mb.coreset_ratio, "coreset_min": mb.coreset_min,
-                              "proj_dim": mb.proj_dim, "feature_dim": mb.feature_dim,
-                              "nn_budget": mb.nn_budget}
-    meta.setdefault("wall_time_s", {})["membank"] = round(time.perf_counter() - t0, 3)  # k-fold banks included
-    meta["wall_time_s"]["kfold"] = meta["kfold"]["wall_time_s"] if kfold else None
-    meta["epochs_done"] = 0
-    msg = (f"memory bank: {info['bank_size']} of {info['patches']} patches, dim {info['dim']} "
-           f"(features {info['features_s']:.1f} s, coreset {info['coreset_s']:.1f} s)")
-    log.info(msg)
-    if cfg.progress:
-        print(msg)
-
-
-def _train_student(cfg: TrainConfig, run_dir: Path, meta: dict, teacher: FeatureExtractor,
-                   train_part: list[data.Sample], device: torch.device, ctx: Dist = SINGLE) -> None:
-    seed_everything(cfg.seed)
-    student = FeatureExtractor().to(device)  # torchvision's default (random) initialisation
-    model = ETSTPM(teacher, student).to(device)
-    train_ds = data.AnomalyDataset(cfg.data, cfg.category, "train", cfg.image_size, samples=train_part, cache=True)
-    ckpt = None
-    if cfg.resume and (run_dir / CHECKPOINT).is_file():
-        # Our own file (numpy/python RNG state inside), hence weights_only=False. Loaded on the CPU: RNG states must
-        # stay CPU tensors; the optimizer and student state are moved to the parameters' device when loaded.
-        ckpt = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
-        log.info("checkpoint at epoch %d", ckpt["epoch"])
-
-    def on_epoch(rec: dict) -> None:
-        meta.setdefault("history", {})["student"] = meta.get("history", {}).get("student", []) + [rec]
-        meta["epochs_done"] = rec["epoch"]
-        write_meta(run_dir, meta)
-
-    t0 = time.perf_counter()
-    history = train_student(model, train_ds, cfg.student, device, run_dir, cfg.seed, checkpoint=ckpt,
-                            on_epoch=on_epoch, show_progress=cfg.progress, ctx=ctx)
-    if not ctx.is_main:
-        return
-    meta.setdefault("history", {})["student"] = history
-    meta["epochs_done"] = len(history)
-    walls = [h["wall_s"] for h in history]
-    meta.setdefault("wall_time_s", {})["student"] = round(sum(walls), 3)
-    meta["wall_time_s"]["student_per_epoch_mean"] = round(sum(walls) / len(walls), 3) if walls else None
-    meta["wall_time_s"]["student_this_session"] = round(time.perf_counter() - t0, 3)
-    save_torch(model.student.state_dict(), run_dir / STUDENT)
-
-
 def _make_teacher(cfg: TrainConfig, meta: dict, train_part: list[data.Sample],
                   device: torch.device) -> FeatureExtractor:
     resnet, winfo = load_resnet18(cfg.weights)
     meta["weights"] = winfo | {"given": cfg.weights}
     teacher = FeatureExtractor(resnet).to(device)
     ft = cfg.finetune
-    if cfg.method == "membank" and ft.mode == "auto":
+    if cfg.method_impl().keeps_imagenet_teacher and ft.mode == "auto":
         # The memory bank keeps the ImageNet teacher unless asked: docs/results.md ("The ET question") measured it.
         ft = replace(ft, mode="none")
     mode, pairs = resolve_mode(ft, cfg.data, cfg.category)

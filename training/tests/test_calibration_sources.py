@@ -14,9 +14,9 @@ import torch
 
 from etstpm.cli import main
 from etstpm.data import AnomalyDataset, train_samples
-from etstpm.membank import MemoryBankModel
-from etstpm.membank.fit import MembankConfig, extract_patches
-from etstpm.membank.kfold import assign_folds, leave_fold_out_scores
+from etstpm.methods.membank import MemoryBankModel
+from etstpm.methods.membank.fit import MembankConfig, extract_patches
+from etstpm.methods.membank.kfold import assign_folds, leave_fold_out_scores
 from etstpm.run import read_meta
 
 SIZE = 64

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from etstpm.cli import main
-from etstpm.membank import MemoryBankModel, PatchFeatures, greedy_coreset
-from etstpm.membank.coreset import greedy_coreset_bruteforce
-from etstpm.membank.fit import MembankConfig, bank_size
-from etstpm.membank.model import GaussianBlur, gaussian_kernel1d
+from etstpm.methods.membank import MemoryBankModel, PatchFeatures, greedy_coreset
+from etstpm.methods.membank.coreset import greedy_coreset_bruteforce
+from etstpm.methods.membank.fit import MembankConfig, bank_size
+from etstpm.methods.membank.model import GaussianBlur, gaussian_kernel1d
 from etstpm.run import load_run
 
 
@@ -165,7 +165,7 @@ def test_fp16_bank_needs_a_bank(tiny_run, tmp_path: Path, capsys) -> None:
 
 def test_projected_bank_measures_distance_between_projections() -> None:
     from etstpm.backbone import FeatureExtractor
-    from etstpm.membank.fit import pca_directions
+    from etstpm.methods.membank.fit import pca_directions
 
     torch.manual_seed(0)
     # Patches that vary along 16 directions only: a 16-wide PCA keeps every distance.
@@ -187,7 +187,7 @@ def test_projected_bank_measures_distance_between_projections() -> None:
 
 
 def test_auto_width_keeps_the_search_within_its_budget() -> None:
-    from etstpm.membank.fit import bank_width
+    from etstpm.methods.membank.fit import bank_width
 
     cfg = MembankConfig()  # auto width, 1M multiply-adds a patch
     assert bank_width(2048, 384, cfg) == 384  # a small bank keeps every dimension (2048 x 384 = 0.79M)

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from etstpm.anomaly_map import AnomalyMapGenerator
 from etstpm.backbone import FeatureExtractor
-from etstpm.loss import STPMLoss
-from etstpm.model import ETSTPM
+from etstpm.methods.stpm.anomaly_map import AnomalyMapGenerator
+from etstpm.methods.stpm.loss import STPMLoss
+from etstpm.methods.stpm.model import ETSTPM
 
 
 def _feats(seed: int) -> list[torch.Tensor]:

@@ -14,8 +14,8 @@ from etstpm.backbone import FeatureExtractor
 from etstpm.cli import main
 from etstpm.data import DatasetError
 from etstpm.finetune import FinetuneConfig, RotationDataset, finetune
+from etstpm.methods.stpm.student import StudentConfig
 from etstpm.run import RunError, load_run
-from etstpm.student import StudentConfig
 from etstpm.train import TrainConfig, train
 from etstpm.weights import load_resnet18
 
@@ -89,7 +89,7 @@ def test_resume_continues_and_matches_uninterrupted(tmp_path: Path, weights_file
 
 def test_cosine_schedule_decays_to_zero_and_is_recorded(tmp_path: Path, weights_file: Path,
                                                          hazelnut_root: Path) -> None:
-    from etstpm.student import lr_at
+    from etstpm.methods.stpm.student import lr_at
 
     cfg = StudentConfig(lr=0.4, schedule="cosine")
     assert lr_at(cfg, 0, 100) == pytest.approx(0.4) and lr_at(cfg, 50, 100) == pytest.approx(0.2)
@@ -106,8 +106,8 @@ def test_cosine_schedule_decays_to_zero_and_is_recorded(tmp_path: Path, weights_
 
 def test_teacher_feature_cache_gives_the_same_student(weights_file: Path, hazelnut_root: Path) -> None:
     from etstpm.data import AnomalyDataset, train_samples
-    from etstpm.model import ETSTPM
-    from etstpm.student import train_student
+    from etstpm.methods.stpm.model import ETSTPM
+    from etstpm.methods.stpm.student import train_student
 
     resnet, _ = load_resnet18(weights_file)
     teacher = FeatureExtractor(resnet)
@@ -254,3 +254,27 @@ def test_ema_student_is_saved_averaged_and_resumes(weights_file: Path, grid_root
     assert main(base + ["--out", str(plain), "--epochs", "2", "--ema-epochs", "1", "--resume"]) == 2
     assert "cannot start mid-run" in capsys.readouterr().err
     assert main(base + ["--out", str(tmp_path / "bad"), "--epochs", "1", "--ema-epochs", "-1"]) == 2
+
+
+def test_run_without_method_is_stpm_and_an_unknown_method_is_named(tiny_run, tmp_path: Path) -> None:
+    """Runs written before there was a choice of method carry no "method": they load and export as STPM."""
+    import shutil
+
+    from etstpm.export import export_run
+    from etstpm.methods.stpm.model import ETSTPM
+    from etstpm.run import read_meta, write_meta
+
+    run_dir, _, category = tiny_run
+    legacy = tmp_path / "legacy"
+    shutil.copytree(run_dir, legacy)
+    meta = read_meta(legacy)
+    del meta["method"], meta["config"]["method"]
+    write_meta(legacy, meta)
+    model, _ = load_run(legacy)
+    assert isinstance(model, ETSTPM)
+    manifest = export_run(legacy, tmp_path / "model")
+    assert manifest["method"] == "stpm" and manifest["name"] == f"{category}-etstpm" and "membank" not in manifest
+    meta["method"] = "patchcore2"
+    write_meta(legacy, meta)
+    with pytest.raises(RunError, match=r"unknown method 'patchcore2' \(this toolkit knows stpm, membank\)"):
+        load_run(legacy)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..backbone import FeatureExtractor
+from ...backbone import FeatureExtractor
 from .fit import MembankConfig, select_bank
 from .model import MemoryBankModel
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...backbone import FeatureExtractor, freeze
 from .anomaly_map import AnomalyMapGenerator
-from .backbone import FeatureExtractor, freeze
 
 
 class ETSTPM(nn.Module):

@@ -16,13 +16,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from . import distributed
-from .distributed import SINGLE, Dist, RankBatchSampler
-from .ema import WeightAverage
-from .errors import ConfigError
+from ... import distributed
+from ...distributed import SINGLE, Dist, RankBatchSampler
+from ...ema import WeightAverage
+from ...errors import ConfigError
+from ...run import save_torch
 from .loss import STPMLoss
 from .model import ETSTPM
-from .run import CHECKPOINT, save_torch
+
+# Latest student epoch + optimizer + RNG state, for --resume (docs/training.md, run folder).
+CHECKPOINT = "checkpoint.pt"
 
 log = logging.getLogger(__name__)
 

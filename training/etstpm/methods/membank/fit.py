@@ -9,8 +9,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from ..backbone import FeatureExtractor
-from ..distributed import SINGLE, Dist, batch_shard, gather_rows
+from ...backbone import FeatureExtractor
+from ...distributed import SINGLE, Dist, batch_shard, gather_rows
 from .coreset import greedy_coreset
 from .features import PatchFeatures
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbone import CHANNELS, LEVELS
+from ...backbone import CHANNELS, LEVELS
 
 
 def parse_layers(names: tuple[str, ...] | list[str]) -> tuple[int, ...]:

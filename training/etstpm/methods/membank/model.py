@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbone import FeatureExtractor, freeze
+from ...backbone import FeatureExtractor, freeze
 from .features import PatchFeatures
 
 BANK_CHUNK = 4096  # bank rows per distance block: bounds the [N, h*w, chunk] intermediate (64 MiB at batch 4)
