@@ -17,7 +17,7 @@ import { FanOutSink, isCameraStatusSink, Pipeline } from './pipeline';
 import type { CameraStatusSink, FrameListener, FrameSource, ResultSink } from './pipeline';
 import { PlcOutputs } from './plc'; // issue 10: Sparkplug B + Modbus reject outputs
 import { EmbeddedBroker, startEmbeddedBroker } from './publish/broker';
-import { CameraStatusMessage } from './publish/messages';
+import type { CameraStatusMessage } from './pipeline/records';
 import { MqttOptions, Publisher } from './publish/mqtt';
 import { redactUrl } from './redact';
 import { ActiveThreshold, parseThreshold, ThresholdError } from './score/threshold';

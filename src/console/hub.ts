@@ -8,7 +8,7 @@ import type { Logger } from '../log';
 import { ControlGate } from './auth';
 import { CaptureError, CaptureRequest, CaptureStatus, CaptureWriter } from './capture';
 import { CameraHistory, NgEntry } from './history';
-import { overlayJpeg } from './overlay';
+import { overlayJpeg } from '../render/overlay-jpeg';
 import type { CommandReply } from './mqtt-commands';
 import { ReviewError, saveFalseReject } from './review';
 import { ActiveThreshold, ThresholdError } from '../score/threshold';

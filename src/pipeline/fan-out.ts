@@ -5,7 +5,7 @@
  * throws is logged and skipped, so one faulty output cannot stop the frame path of the others.
  */
 import type { Logger } from '../log';
-import type { RejectMessage, ResultMessage } from '../publish/messages';
+import type { RejectMessage, ResultMessage } from './records';
 import type { ResultSink, SnapshotProperties } from './interfaces';
 
 export class FanOutSink implements ResultSink {

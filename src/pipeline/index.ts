@@ -7,7 +7,7 @@
 import { Metrics } from '../health/metrics';
 import { InferenceEngine } from '../infer/session';
 import type { Logger } from '../log';
-import { renderSnapshot } from '../publish/snapshot';
+import { renderSnapshot } from '../render/snapshot';
 import { DEFAULT_DRIFT, DriftOptions, DriftReference, DriftState, DriftWindow } from '../score/drift';
 import { Normalization, normalize, verdict } from '../score/normalize';
 import { withThreshold } from '../score/threshold';
@@ -19,7 +19,7 @@ export { isCameraStatusSink } from './interfaces';
 export type { CameraStatusSink, FrameListener, FrameSource, ResultSink, SnapshotProperties } from './interfaces';
 export { FanOutSink } from './fan-out';
 export type { SchedulePolicy } from './schedule';
-import type { ConsoleResult } from '../console/types'; // console (issue 9)
+import type { ScoredFrame } from './records';
 
 export interface PipelineOptions {
   rejectDeadlineMs: number;
@@ -59,7 +59,7 @@ export class Pipeline {
   private loopDone: Promise<void> | null = null;
   private snapshotsInFlight = new Set<Promise<void>>();
   /** Operator console (issue 9): sees every scored frame synchronously; the map view is valid only during the call. */
-  resultTap: ((r: ConsoleResult) => void) | null = null;
+  resultTap: ((r: ScoredFrame) => void) | null = null;
 
   constructor(
     private readonly sink: ResultSink,

@@ -3,7 +3,7 @@
  * Sparkplug, Modbus or the console next) is a ResultSink. A new output implements ResultSink and is handed to the
  * daemon; the pipeline does not change (docs/daemon.md, "Architecture").
  */
-import type { CameraStatusMessage, RejectMessage, ResultMessage } from '../publish/messages';
+import type { CameraStatusMessage, RejectMessage, ResultMessage } from './records';
 
 /** MQTT 5 user properties of a snapshot (camera, seq, score, verdict), also useful as metadata to other sinks. */
 export type SnapshotProperties = Record<string, string>;

@@ -8,7 +8,7 @@ import type { Logger } from '../log';
 import { HeartbeatConfig, HeartbeatStatus, ModbusHeartbeat } from '../modbus/heartbeat';
 import { ModbusLink } from '../modbus/link';
 import { DROP_REASONS, RejectOutput, RejectOutputStatus } from '../modbus/reject-output';
-import type { CameraStatusMessage, RejectMessage, ResultMessage } from '../publish/messages';
+import type { CameraStatusMessage, RejectMessage, ResultMessage } from '../pipeline/records';
 import { DeviceStatus, NodeInfo, SparkplugEdgeNode, SparkplugHealth, SparkplugMqttOptions } from '../sparkplug/edge-node';
 import type { PlcConfig } from './config';
 

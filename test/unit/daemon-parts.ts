@@ -2,8 +2,8 @@
 import { EventEmitter } from 'node:events';
 import type { CameraConfig } from '../../src/config/types';
 import type { StatusPublisher, SupervisedCamera } from '../../src/daemon';
-import type { CameraStatusMessage, RejectMessage, ResultMessage } from '../../src/publish/messages';
-import type { CameraState } from '../../src/sources/camera';
+import type { CameraStatusMessage, RejectMessage, ResultMessage } from '../../src/pipeline/records';
+import type { CameraState } from '../../src/pipeline/records';
 
 /** An output the test connects and disconnects; records what it is given. */
 export class TestOutput implements StatusPublisher {

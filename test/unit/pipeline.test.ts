@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { Metrics } from '../../src/health/metrics';
 import { InferenceEngine } from '../../src/infer/session';
 import { FanOutSink, FrameSource, Pipeline, PipelineOptions, ResultSink } from '../../src/pipeline';
-import { RejectMessage, ResultMessage } from '../../src/publish/messages';
+import { RejectMessage, ResultMessage } from '../../src/pipeline/records';
 import { captureLog, silentLog, TINY_MODEL, until } from './helpers';
 
 /** Records what the pipeline publishes (the MQTT side is covered by the smoke and integration tests). */
