@@ -5,37 +5,27 @@
  * one session (src/infer/models.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { CameraConfig, DaemonConfig } from './config/types';
-import { ConsoleParts, createConsole } from './console'; // console (issue 9)
-import type { CommandClient } from './console/mqtt-commands';
+import type { CameraConfig, DaemonConfig, IngestOptions } from './config/types';
 import { startHttp, HttpServer, Health } from './health/http';
 import { Metrics } from './health/metrics';
 import { ModelError } from './infer/manifest';
 import { LoadedModel, modelKey, ModelSet } from './infer/models';
 import type { Logger } from './log';
-import { FanOutSink, isCameraStatusSink, Pipeline } from './pipeline';
-import type { CameraStatusSink, FrameListener, FrameSource, ResultSink } from './pipeline';
-import { PlcOutputs } from './plc'; // issue 10: Sparkplug B + Modbus reject outputs
+import { buildOutputs, consoleWanted, defaultPublisher, Outputs, PublisherFactory, StatusPublisher } from './outputs';
+import { Pipeline } from './pipeline';
+import type { FanOutSink } from './pipeline/fan-out';
+import type { FrameListener, FrameSource, Output } from './pipeline/interfaces';
+import { CAMERA_STATES, CameraState, CameraStatusMessage } from './pipeline/records';
 import { EmbeddedBroker, startEmbeddedBroker } from './publish/broker';
-import type { CameraStatusMessage } from './pipeline/records';
-import { MqttOptions, Publisher } from './publish/mqtt';
 import { redactUrl } from './redact';
 import { ActiveThreshold, parseThreshold, ThresholdError } from './score/threshold';
-import { Camera, CAMERA_STATES, CameraState, IngestOptions } from './sources/camera';
+import { Camera } from './sources/camera';
 import { FailedStateHold, ReportedState } from './sources/status-hold';
 import type { FrameSize } from './sources/ffmpeg-args';
 import { UnscoredCamera } from './sources/unscored-camera';
 import { SystemdNotifier } from './systemd/notify';
 
-/** The daemon's MQTT side (src/publish/mqtt.ts): the primary output, plus readiness and an orderly close. */
-export interface StatusPublisher extends ResultSink, CameraStatusSink {
-  waitConnected(): Promise<void>;
-  onConnection(listener: (connected: boolean) => void): void;
-  /** The MQTT client for inbound commands (the console's command topic); absent where an output cannot subscribe. */
-  readonly commandClient?: CommandClient;
-  /** Publishes final statuses and "offline", then disconnects; bounded by timeoutMs. */
-  close(finalStatuses: CameraStatusMessage[], timeoutMs: number): Promise<void>;
-}
+export type { StatusPublisher };
 
 /** A supervised camera as the daemon sees it (src/sources/camera.ts): a frame source with a state and a lifecycle. */
 export interface SupervisedCamera extends FrameSource {
@@ -61,18 +51,15 @@ export interface SupervisedCamera extends FrameSource {
 export interface DaemonDeps {
   env?: NodeJS.ProcessEnv;
   /** Makes the MQTT side; default: the mqtt.js Publisher. */
-  publisher?: (opts: MqttOptions, log: Logger) => StatusPublisher;
+  publisher?: PublisherFactory;
   /** Makes one camera; default: the decoder-process Camera. */
   camera?: (cfg: CameraConfig, size: FrameSize, ingest: IngestOptions, log: Logger) => SupervisedCamera;
-  /**
-   * More outputs beside MQTT (Sparkplug, Modbus, the console): each gets every result, reject and snapshot, and
-   * camera statuses if it is also a CameraStatusSink.
-   */
-  sinks?: readonly ResultSink[];
+  /** More outputs, after those built from config (src/outputs/index.ts); each gets the hooks it implements. */
+  sinks?: readonly Output[];
 }
 
 const defaultParts = {
-  publisher: (opts: MqttOptions, log: Logger): StatusPublisher => new Publisher(opts, log),
+  publisher: defaultPublisher,
   camera: (cfg: CameraConfig, size: FrameSize, ingest: IngestOptions, log: Logger): SupervisedCamera => new Camera(cfg, size, ingest, log),
 };
 
@@ -95,15 +82,14 @@ export class Daemon {
   broker: EmbeddedBroker | null = null;
   http: HttpServer | null = null;
   pipeline: Pipeline | null = null;
-  console: ConsoleParts | null = null; // console (issue 9)
-  plc: PlcOutputs | null = null; // issue 10
+  /** Every output (src/outputs/index.ts), behind the one sink the pipeline publishes to. */
+  outputs: FanOutSink | null = null;
   readonly metrics = new Metrics();
   readonly cameras = new Map<string, SupervisedCamera>();
   notifier: SystemdNotifier;
   ready = false;
   private readonly parts: Required<Pick<DaemonDeps, 'publisher' | 'camera'>>;
-  private readonly sinks: readonly ResultSink[];
-  private readonly statusSinks: CameraStatusSink[];
+  private readonly extraOutputs: readonly Output[];
   /** The model each camera is scored by now; a camera without an entry has none (UnscoredCamera). */
   private readonly camModels = new Map<string, LoadedModel>();
   /** Why a camera's configured model is not the one in use (failed load at start or at SIGHUP). */
@@ -127,8 +113,7 @@ export class Daemon {
   ) {
     this.notifier = new SystemdNotifier(deps.env ?? process.env, log);
     this.parts = { publisher: deps.publisher ?? defaultParts.publisher, camera: deps.camera ?? defaultParts.camera };
-    this.sinks = deps.sinks ?? [];
-    this.statusSinks = this.sinks.filter(isCameraStatusSink);
+    this.extraOutputs = deps.sinks ?? [];
     this.hold = new FailedStateHold(config.status.failedHoldMs);
   }
 
@@ -190,33 +175,20 @@ export class Daemon {
     await this.loadCameraModels(c.cameras);
     const primary = this.primaryModel() as LoadedModel;
     // HTTP before MQTT: a port already taken is a start-up error that must end the process at once, not after the
-    // broker connection has been tried (docs/daemon.md, exit codes). The console's routes are attached once made.
-    const consoleRoutes = c.console.enabled && c.http.port > 0
-      ? (req: IncomingMessage, res: ServerResponse): boolean => this.console?.handler(req, res) ?? false
-      : null;
-    if (c.http.port > 0) this.http = await startHttp(c.http.host, c.http.port, () => this.health(), this.metrics, this.log, consoleRoutes);
+    // broker connection has been tried (docs/daemon.md, exit codes). Outputs' routes (the console) are attached once made.
+    const routes = consoleWanted(c) ? (req: IncomingMessage, res: ServerResponse): boolean => this.outputs?.handleHttp(req, res) ?? false : null;
+    if (c.http.port > 0) this.http = await startHttp(c.http.host, c.http.port, () => this.health(), this.metrics, this.log, routes);
     let url = c.mqtt.url;
     if (url === '') {
       this.broker = await startEmbeddedBroker(c.mqtt.embeddedHost, c.mqtt.embeddedPort, this.log);
       url = this.broker.url;
     }
-    // aedes speaks MQTT 3.1.1 only: no message properties on the embedded broker (docs/mqtt.md).
-    this.publisher = this.parts.publisher({ ...c.mqtt, url, protocolVersion: this.broker ? 4 : 5 }, this.log);
-    this.publisher.onConnection((up) => this.metrics.mqttConnected.set(up ? 1 : 0));
-    // --- console (issue 9): hub + HTTP routes + MQTT commands + the pipeline's result tap ---
-    if (c.console.enabled && c.http.port > 0) {
-      const cameras = () => [...this.cameras.values()].map((cam) => ({ ...this.cameraStatus(cam), ng: this.pipeline?.counter(cam.id).ng ?? 0 }));
-      this.console = createConsole({ options: c.console, host: c.http.host, topicPrefix: c.mqtt.topicPrefix, model: primary.engine.manifest,
-        sources: { health: () => this.health(), cameras, setThreshold: (cam, v, via) => this.setRuntimeThreshold(cam, v, via) }, mqtt: this.publisher.commandClient ?? null, log: this.log });
-    }
-    const sink = this.sinks.length > 0 ? new FanOutSink(this.publisher, this.sinks, this.log) : this.publisher;
-    // issue 10: PLC / SCADA outputs; the pipeline's results and rejects are teed to them.
-    // Sparkplug NBIRTH describes the primary model; each camera's DBIRTH names its own (docs/sparkplug.md).
-    const m = primary.engine.manifest;
-    this.plc = new PlcOutputs({ config: c, mqttUrl: url, redactedUrl: redactUrl(url), registry: this.metrics.registry,
-      node: { modelName: m.name, modelVersion: m.version, modelMethod: m.method, provider: primary.engine.provider, threshold: 0.5, rawThreshold: m.threshold, status: 'starting' } }, this.log);
-    this.pipeline = new Pipeline(this.plc.tee(sink), this.metrics, { rejectDeadlineMs: c.reject.deadlineMs, snapshot: c.snapshot, drift: c.drift }, this.log);
-    if (this.console) this.pipeline.resultTap = (r) => this.console?.hub.onResult(r);
+    const cameras = () => [...this.cameras.values()].map((cam) => ({ ...this.cameraStatus(cam), ng: this.pipeline?.counter(cam.id).ng ?? 0 }));
+    const built: Outputs = buildOutputs({ config: c, mqttUrl: url, embeddedBroker: this.broker !== null, primaryModel: primary, metrics: this.metrics, log: this.log,
+      daemon: { health: () => this.health(), cameras, setThreshold: (cam, v, via) => this.setRuntimeThreshold(cam, v, via) }, publisher: this.parts.publisher, extra: this.extraOutputs });
+    this.publisher = built.mqtt;
+    this.outputs = built.all;
+    this.pipeline = new Pipeline(this.outputs, this.metrics, { rejectDeadlineMs: c.reject.deadlineMs, snapshot: c.snapshot, drift: c.drift }, this.log);
     this.pipeline.start();
     this.setConfigThresholds(c.cameras);
     for (const cam of c.cameras) this.addCamera(cam, this.camModels.get(cam.id) ?? null);
@@ -225,7 +197,7 @@ export class Daemon {
       if (this.stopped || this.ready) return;
       this.ready = true;
       this.metrics.ready.set(1);
-      this.plc?.setNode({ status: 'ready' }); // issue 10
+      this.outputs?.ready();
       this.log.info({ models: this.models?.info().map((x) => ({ name: x.name, provider: x.provider, cameras: x.cameras })) }, 'ready: models warm, broker connected');
       void this.notifier.ready(this.summary());
       this.notifier.startWatchdog(() => this.processingHealth());
@@ -253,7 +225,7 @@ export class Daemon {
       const s = this.cameraStatus(cam);
       if (!this.hold.isPublished(cam.id, s)) this.publishCameraStatus(s);
     });
-    this.plc?.cameraAdded(this.cameraStatus(cam)); // issue 10
+    this.outputs?.cameraAdded(this.cameraStatus(cam));
     const mf = model?.engine.manifest;
     this.log.info({ camera: cfg.id, url: redactUrl(cfg.url), roi: cfg.roi, fps: cfg.fps, decoder: cfg.decoder, model: mf ? `${mf.name} ${mf.version}` : null, modelDir: model?.dir ?? null }, 'camera added');
     cam.start();
@@ -270,10 +242,9 @@ export class Daemon {
     this.metrics.driftShare.remove({ camera: id });
     this.hold.forget(id);
     this.pipeline?.removeCamera(id);
-    this.plc?.cameraRemoved(id); // issue 10
+    this.outputs?.cameraRemoved(id);
     await cam.stop();
-    this.publisher?.forgetCamera(id);
-    for (const s of this.statusSinks) s.forgetCamera(id);
+    this.outputs?.forgetCamera(id);
     this.log.info({ camera: id }, 'camera removed');
   }
 
@@ -422,9 +393,7 @@ export class Daemon {
 
   private publishCameraStatus(s: CameraStatusMessage): void {
     this.hold.notePublished(s.camera, s);
-    this.publisher?.publishCameraStatus(s);
-    for (const sink of this.statusSinks) sink.publishCameraStatus(s);
-    this.plc?.cameraStatus(s); // issue 10
+    this.outputs?.publishCameraStatus(s);
   }
 
   cameraStatus(cam: SupervisedCamera): CameraStatusMessage {
@@ -447,8 +416,7 @@ export class Daemon {
     if (shown.error) s.error = shown.error;
     const modelError = this.modelErrors.get(cam.id);
     if (modelError) s.modelError = modelError;
-    const plc = this.plc?.outputStatus(cam.id); // issue 10: the camera's Modbus reject output
-    if (plc) s.plc = plc;
+    Object.assign(s, this.outputs?.cameraStatusExtras(cam.id));
     const threshold = this.activeThreshold(cam.id);
     if (threshold) s.threshold = threshold;
     const drift = this.pipeline?.driftOf(cam.id);
@@ -492,19 +460,7 @@ export class Daemon {
       const r = this.reportedState(c, now);
       if (r.state === 'failed' || r.state === 'stalled') out.push(`camera ${r.state}: ${c.id}${r.error ? ` (${r.error})` : ''}`);
     }
-    const plc = this.plc?.health();
-    const links = new Map<string, { link: string; cameras: string[]; dropped: number; lastError?: string }>();
-    for (const [cam, o] of Object.entries(plc?.modbus ?? {})) {
-      const l = links.get(o.plc) ?? { link: o.link, cameras: [], dropped: 0, lastError: o.lastError };
-      l.cameras.push(cam);
-      l.dropped += o.dropped;
-      links.set(o.plc, l);
-    }
-    for (const [endpoint, l] of links) {
-      if (l.link === 'up') continue;
-      out.push(`PLC link ${l.link}: ${endpoint}${l.lastError ? ` (${l.lastError})` : ''}, rejects of ${l.cameras.join(', ')} are dropped (${l.dropped} so far)`);
-    }
-    if (plc?.sparkplug && !plc.sparkplug.connected) out.push('Sparkplug link down: the edge node is not connected to its broker');
+    out.push(...(this.outputs?.health().degraded ?? []));
     return out;
   }
 
@@ -533,7 +489,7 @@ export class Daemon {
       cameras: Object.fromEntries([...this.cameras.values()].map((c) => [c.id, this.reportedState(c, now).state])),
       lastProcessedAt: this.pipeline?.lastProcessedAt || null,
       uptimeS: Math.round((now - this.startedAt) / 1000),
-      ...this.plc?.health(), // issue 10: sparkplug / modbus link states (informational, not part of ok)
+      ...this.outputs?.health().fields, // e.g. Sparkplug / Modbus link states (informational, not part of ok)
     };
     if (!this.ready) return { ok: false, reason: this.camModels.size > 0 ? 'not ready: waiting for the MQTT broker' : 'not ready: loading model', ...base };
     if (!this.publisher?.connected) return { ok: false, reason: 'MQTT broker not connected', ...base };
@@ -601,11 +557,8 @@ export class Daemon {
     const camStops = [...this.cameras.values()].map((c) => c.stop());
     await this.pipeline?.stop();
     await Promise.all(camStops);
-    await this.console?.close(); // console (issue 9): last capture write
-    await Promise.all([
-      this.publisher?.close([...this.cameras.values()].map((c) => this.cameraStatus(c)), 1500),
-      this.plc?.close(1500), // issue 10: coils OFF, Sparkplug NDEATH
-    ]);
+    // Final statuses and MQTT "offline", coils OFF, Sparkplug NDEATH, the console's last capture write.
+    await this.outputs?.close([...this.cameras.values()].map((c) => this.cameraStatus(c)), 1500);
     await this.http?.close();
     await this.broker?.close();
     await this.models?.closeAll();
