@@ -7,6 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CameraConfig, DaemonConfig, IngestOptions } from './config/types';
 import { startHttp, HttpServer, Health } from './health/http';
+import { CameraHealthView, degradedReasons, HealthSnapshot, healthOf, processingHealth, summaryLine } from './health/rules';
 import { Metrics } from './health/metrics';
 import { ModelError } from './infer/manifest';
 import { LoadedModel, modelKey, ModelSet } from './infer/models';
@@ -18,6 +19,7 @@ import type { FrameListener, FrameSource, Output } from './pipeline/interfaces';
 import { CAMERA_STATES, CameraState, CameraStatusMessage } from './pipeline/records';
 import { EmbeddedBroker, startEmbeddedBroker } from './publish/broker';
 import { redactUrl } from './redact';
+import { ModelOutcome, modelDirOf, planModels, planReload } from './reload/plan';
 import { ActiveThreshold, parseThreshold, ThresholdError } from './score/threshold';
 import { Camera } from './sources/camera';
 import { FailedStateHold, ReportedState } from './sources/status-hold';
@@ -122,11 +124,6 @@ export class Daemon {
     return this.hold.view(cam.id, { state: cam.state, error: cam.error, since: cam.since }, now);
   }
 
-  /** The model a camera's config names: its own folder, else model.dir. */
-  private modelDirOf(cfg: CameraConfig, defaultDir = this.config.model.dir): string {
-    return cfg.model ?? defaultDir;
-  }
-
   /**
    * The default model for what describes the node as a whole (console overview, Sparkplug NBIRTH): model.dir's
    * when a camera uses it, else the first camera's.
@@ -150,7 +147,7 @@ export class Daemon {
     const models = this.models as ModelSet;
     const failedDirs = new Map<string, string>();
     for (const cam of cameras) {
-      const dir = this.modelDirOf(cam);
+      const dir = modelDirOf(cam, this.config.model.dir);
       const known = failedDirs.get(dir);
       if (known !== undefined) {
         this.modelErrors.set(cam.id, `camera ${cam.id}: ${known}`);
@@ -263,75 +260,63 @@ export class Daemon {
   async reloadCameras(next: CameraConfig[], defaultModelDir = this.config.model.dir): Promise<ReloadResult> {
     const models = this.models as ModelSet;
     const byId = new Map(next.map((c) => [c.id, c]));
-    const r: ReloadResult = { added: [], removed: [], changed: [], swapped: [], modelFailed: [], threshold: [] };
-    // The model and the threshold are applied without touching the decoder.
-    const sameDecoder = (a: CameraConfig, b: CameraConfig): boolean =>
-      JSON.stringify({ ...a, model: null, threshold: null }) === JSON.stringify({ ...b, model: null, threshold: null });
+    const running = new Map([...this.cameras].map(([id, cam]) => [id, { config: cam.config, modelKey: this.camModels.get(id)?.key ?? null }]));
+    const plan = planReload(running, next, defaultModelDir, (dir) => {
+      try {
+        return modelKey(dir);
+      } catch {
+        return null; // acquire() below reports it with the camera and folder
+      }
+    });
     const thresholdsBefore = new Map([...this.appliedThresholds].map(([id, t]) => [id, `${t.raw}/${t.source}`]));
     // The config is the truth again: run-time overrides (console, MQTT) end here.
     this.runtimeThresholds.clear();
     this.setConfigThresholds(next);
-    for (const [id, cam] of this.cameras) {
-      const n = byId.get(id);
-      if (!n) r.removed.push(id);
-      else if (!sameDecoder(n, cam.config)) r.changed.push(id);
-    }
-    for (const c of next) if (!this.cameras.has(c.id)) r.added.push(c.id);
-    for (const id of r.removed) {
+    for (const id of plan.removed) {
       const old = this.camModels.get(id);
       await this.removeCamera(id);
       this.modelErrors.delete(id);
       if (old) await this.releaseModel(old, id);
     }
     // Each kept or added camera: the model its folder holds now (loaded once per folder and content).
-    const restart = new Set([...r.changed, ...r.added]);
     const want = new Map<string, LoadedModel | null>();
-    for (const n of next) {
-      const cur = this.camModels.get(n.id) ?? null;
-      const dir = this.modelDirOf(n, defaultModelDir);
-      let key: string | null = null;
+    for (const id of plan.keepModel) {
+      want.set(id, this.camModels.get(id) ?? null);
+      this.modelErrors.delete(id);
+    }
+    const outcomes: ModelOutcome[] = [];
+    for (const { id, dir } of plan.loadModel) {
+      const cur = this.camModels.get(id) ?? null;
+      const size = (m: LoadedModel | null) => (m ? { width: m.engine.manifest.width, height: m.engine.manifest.height } : null);
       try {
-        key = modelKey(dir);
-      } catch {
-        // acquire() below reports it with the camera and folder
-      }
-      if (cur && key === cur.key) {
-        want.set(n.id, cur);
-        this.modelErrors.delete(n.id);
-        continue;
-      }
-      try {
-        const m = await models.acquire(dir, n.id);
-        want.set(n.id, m);
-        this.modelErrors.delete(n.id);
-        if (cur) r.swapped.push(n.id);
-        else if (this.cameras.has(n.id)) restart.add(n.id); // had none (UnscoredCamera): start it now
+        const m = await models.acquire(dir, id);
+        want.set(id, m);
+        this.modelErrors.delete(id);
+        outcomes.push({ id, loaded: size(m), current: size(cur), running: this.cameras.has(id) });
       } catch (err) {
         if (!(err instanceof ModelError)) throw err;
-        want.set(n.id, cur);
-        this.modelErrors.set(n.id, err.message);
-        r.modelFailed.push(n.id);
-        this.log.error({ camera: n.id, modelDir: dir, err: err.message }, cur ? 'new model cannot be loaded: the camera keeps its current model' : 'model cannot be loaded: camera not started');
-        if (!cur && this.cameras.has(n.id)) restart.add(n.id); // refresh the reason it shows
+        want.set(id, cur);
+        this.modelErrors.set(id, err.message);
+        outcomes.push({ id, loaded: null, current: size(cur), running: this.cameras.has(id) });
+        this.log.error({ camera: id, modelDir: dir, err: err.message }, cur ? 'new model cannot be loaded: the camera keeps its current model' : 'model cannot be loaded: camera not started');
       }
     }
-    for (const id of r.swapped) {
+    const mp = planModels(plan, outcomes);
+    for (const id of mp.swapped) {
       const cur = this.camModels.get(id) as LoadedModel;
       const m = want.get(id) as LoadedModel;
-      const same = cur.engine.manifest.width === m.engine.manifest.width && cur.engine.manifest.height === m.engine.manifest.height;
-      if (same && !restart.has(id)) {
+      if (mp.inPlace.includes(id)) {
         this.pipeline?.setModel(id, m.engine);
         this.camModels.set(id, m);
         this.applyThreshold(id);
         const cam = this.cameras.get(id);
         if (cam) this.publishCameraStatus(this.cameraStatus(cam));
         await this.releaseModel(cur, id); // after its batch in flight, if any
-      } else {
-        restart.add(id); // another input size: the decoder must scale to it
       }
-      this.log.info({ camera: id, from: `${cur.engine.manifest.name} ${cur.engine.manifest.version}`, to: `${m.engine.manifest.name} ${m.engine.manifest.version}`, modelDir: m.dir, inPlace: same && !r.changed.includes(id) }, 'camera model swapped');
+      const same = cur.engine.manifest.width === m.engine.manifest.width && cur.engine.manifest.height === m.engine.manifest.height;
+      this.log.info({ camera: id, from: `${cur.engine.manifest.name} ${cur.engine.manifest.version}`, to: `${m.engine.manifest.name} ${m.engine.manifest.version}`, modelDir: m.dir, inPlace: same && !plan.changed.includes(id) }, 'camera model swapped');
     }
-    for (const id of restart) {
+    for (const id of mp.restart) {
       const old = this.camModels.get(id);
       await this.removeCamera(id);
       this.addCamera(byId.get(id) as CameraConfig, want.get(id) ?? null);
@@ -339,6 +324,7 @@ export class Daemon {
     }
     this.config = { ...this.config, cameras: next, model: { ...this.config.model, dir: defaultModelDir } };
     for (const [id, cam] of this.cameras) this.applyThreshold(id, cam);
+    const r: ReloadResult = { added: plan.added, removed: plan.removed, changed: plan.changed, swapped: mp.swapped, modelFailed: mp.modelFailed, threshold: [] };
     for (const [id, t] of this.appliedThresholds) if (thresholdsBefore.get(id) !== `${t.raw}/${t.source}`) r.threshold.push(id);
     this.log.info({ ...r, models: models.info().map((m) => ({ name: m.name, version: m.version, cameras: m.cameras })) }, 'camera list and models reloaded');
     return r;
@@ -427,110 +413,71 @@ export class Daemon {
     return s;
   }
 
-  /**
-   * Frames really being processed: one scored within the stall timeout, or a streaming (or frozen) camera sending
-   * repeats of an image (never scored) whose last changed frame the pipeline has already gone past. A frozen camera
-   * alone does not fail it: the systemd watchdog must not restart the daemon for a camera (docs/daemon.md,
-   * "Frozen cameras"); /healthz reports it (health()).
-   */
-  processingHealth(now = Date.now()): { ok: boolean; reason?: string } {
-    const p = this.pipeline;
-    if (!p) return { ok: false, reason: 'starting' };
-    const stall = this.config.ingest.stallTimeoutMs;
-    const age = p.lastProcessedAt === 0 ? Infinity : now - p.lastProcessedAt;
-    if (age <= stall) return { ok: true };
-    for (const c of this.cameras.values()) {
-      const repeating = (c.state === 'streaming' || c.state === 'frozen') && c.lastFrameAt > c.lastNewFrameAt && now - c.lastFrameAt <= stall;
-      if (repeating && c.lastNewFrameAt > 0 && p.lastProcessedAt >= c.lastNewFrameAt) return { ok: true };
-    }
-    const cams = [...this.cameras.values()].map((c) => `${c.id}=${c.state}${c.error ? ` (${c.error})` : ''}`).join(', ');
-    const since = p.lastProcessedAt === 0 ? 'no frame processed yet' : `no frame processed for ${Math.round(age)} ms`;
-    return { ok: false, reason: `${since}; cameras: ${cams || 'none'}` };
-  }
-
-  /**
-   * What works but not fully: a failed or stalled camera (the others still inspect), a PLC (Modbus) link that is not
-   * up (its rejects are dropped), a Sparkplug connection that is down. /healthz stays 200 with status "degraded":
-   * restarting the daemon fixes none of these and would stop the cameras that work (docs/daemon.md, /healthz).
-   */
-  degradedReasons(now = Date.now()): string[] {
-    const out: string[] = [];
-    for (const c of this.cameras.values()) {
-      if (!this.camModels.has(c.id)) continue; // without a model: unhealthy, see health()
-      const r = this.reportedState(c, now);
-      if (r.state === 'failed' || r.state === 'stalled') out.push(`camera ${r.state}: ${c.id}${r.error ? ` (${r.error})` : ''}`);
-    }
-    out.push(...(this.outputs?.health().degraded ?? []));
-    return out;
-  }
-
-  /**
-   * /healthz and the console's badge, one set of rules: "unhealthy" (503: not ready, MQTT down, nothing processed,
-   * a frozen camera, a camera without a model), else "degraded" (200, degradedReasons()), else "ok".
-   */
-  health(now = Date.now()): Health {
-    const h = this.healthRules(now);
-    const degraded = this.degradedReasons(now);
-    if (!h.ok) return { ...h, status: 'unhealthy', degraded };
-    if (degraded.length > 0) return { ...h, status: 'degraded', reason: degraded.join('; '), degraded };
-    return { ...h, status: 'ok', degraded };
-  }
-
-  private healthRules(now: number): Health {
+  /** The daemon's state as the health rules read it (src/health/rules.ts). */
+  private healthSnapshot(now: number): HealthSnapshot {
     const primary = this.primaryModel();
     const modelErrors = Object.fromEntries(this.modelErrors);
-    const base = {
-      provider: primary?.engine.provider ?? null,
-      // Every loaded model with the cameras it scores (docs/daemon.md, /healthz); modelErrors: cameras whose
-      // configured model is not in use, and why.
-      models: this.models?.info() ?? [],
-      ...(this.modelErrors.size > 0 ? { modelErrors } : {}),
+    const cameras: CameraHealthView[] = [...this.cameras.values()].map((c) => ({
+      id: c.id,
+      state: c.state,
+      error: c.error,
+      reported: this.reportedState(c, now),
+      hasModel: this.camModels.has(c.id),
+      modelError: this.modelErrors.get(c.id),
+      lastFrameAt: c.lastFrameAt,
+      lastNewFrameAt: c.lastNewFrameAt,
+    }));
+    const outputs = this.outputs?.health();
+    return {
+      now,
+      ready: this.ready,
+      modelsLoaded: this.camModels.size > 0,
       mqttConnected: this.publisher?.connected ?? false,
-      cameras: Object.fromEntries([...this.cameras.values()].map((c) => [c.id, this.reportedState(c, now).state])),
-      lastProcessedAt: this.pipeline?.lastProcessedAt || null,
-      uptimeS: Math.round((now - this.startedAt) / 1000),
-      ...this.outputs?.health().fields, // e.g. Sparkplug / Modbus link states (informational, not part of ok)
+      processing: this.pipeline !== null,
+      lastProcessedAt: this.pipeline?.lastProcessedAt ?? 0,
+      stallTimeoutMs: this.config.ingest.stallTimeoutMs,
+      cameras,
+      outputsDegraded: outputs?.degraded ?? [],
+      fields: {
+        provider: primary?.engine.provider ?? null,
+        // Every loaded model with the cameras it scores (docs/daemon.md, /healthz); modelErrors: cameras whose
+        // configured model is not in use, and why.
+        models: this.models?.info() ?? [],
+        ...(this.modelErrors.size > 0 ? { modelErrors } : {}),
+        mqttConnected: this.publisher?.connected ?? false,
+        cameras: Object.fromEntries(cameras.map((c) => [c.id, c.reported.state])),
+        lastProcessedAt: this.pipeline?.lastProcessedAt || null,
+        uptimeS: Math.round((now - this.startedAt) / 1000),
+        ...outputs?.fields, // e.g. Sparkplug / Modbus link states (informational, not part of ok)
+      },
     };
-    if (!this.ready) return { ok: false, reason: this.camModels.size > 0 ? 'not ready: waiting for the MQTT broker' : 'not ready: loading model', ...base };
-    if (!this.publisher?.connected) return { ok: false, reason: 'MQTT broker not connected', ...base };
-    // A frozen camera looks alive (its decoder delivers) but shows an old image: not healthy, even if others are.
-    // Checked before processing so that the reason reads the same whether it is the only camera or one of several
-    // (alone, nothing is processed either, and between decoder restarts it delivers nothing).
-    const frozen = [...this.cameras.values()].filter((c) => c.state === 'frozen');
-    if (frozen.length > 0) return { ok: false, reason: `camera frozen: ${frozen.map((c) => `${c.id} (${c.error ?? 'image unchanged'})`).join(', ')}`, ...base };
-    const p = this.processingHealth(now);
-    if (!p.ok) return { ok: false, reason: p.reason, ...base };
-    // A camera without a model inspects nothing. One that kept its old model after a failed swap still inspects:
-    // healthy, with the reason in modelErrors (update-model.sh --camera checks which model a camera runs).
-    const unscored = [...this.cameras.values()].filter((c) => !this.camModels.has(c.id));
-    if (unscored.length > 0) return { ok: false, reason: `camera without a model: ${unscored.map((c) => `${c.id} (${this.modelErrors.get(c.id) ?? 'no model'})`).join(', ')}`, ...base };
-    return { ok: true, ...base };
+  }
+
+  /** Frames really being processed (the systemd watchdog's rule, src/health/rules.ts). */
+  processingHealth(now = Date.now()): { ok: boolean; reason?: string } {
+    return processingHealth(this.healthSnapshot(now));
+  }
+
+  /** Why the daemon works but not fully (src/health/rules.ts). */
+  degradedReasons(now = Date.now()): string[] {
+    return degradedReasons(this.healthSnapshot(now));
+  }
+
+  /** /healthz and the console's badge (src/health/rules.ts). */
+  health(now = Date.now()): Health {
+    return healthOf(this.healthSnapshot(now));
   }
 
   summary(): string {
     const cams = [...this.cameras.values()];
-    const streaming = cams.filter((c) => c.state === 'streaming').length;
-    let captured = 0;
-    let processed = 0;
-    let dropped = 0;
-    let ng = 0;
-    for (const c of this.pipeline?.counters.values() ?? []) {
-      captured += c.captured;
-      processed += c.processed;
-      dropped += c.dropped;
-      ng += c.ng;
-    }
-    const fps = cams.reduce((a, c) => a + c.fps(), 0);
-    const states = cams.map((c) => `${c.id}=${c.state}`).join(' ');
     const loaded = this.models?.all() ?? [];
-    const infer = loaded.length <= 1
-      ? `infer p50 ${(this.pipeline?.inferenceP50() ?? 0).toFixed(1)} ms on ${loaded[0]?.engine.provider ?? '-'}`
-      : `infer p50 ${loaded.map((m) => `${m.engine.manifest.name} ${(this.pipeline?.inferenceP50(m.engine) ?? 0).toFixed(1)} ms`).join(', ')} on ${[...new Set(loaded.map((m) => m.engine.provider))].join('/')}`;
-    return (
-      `cameras ${streaming}/${cams.length} streaming, ${fps.toFixed(1)} fps | captured ${captured} processed ${processed} ` +
-      `dropped ${dropped} ng ${ng} | ${infer} | ` +
-      `mqtt ${this.publisher?.connected ? 'up' : 'down'} | ${states}`
-    );
+    return summaryLine({
+      cameras: cams.map((c) => ({ id: c.id, state: c.state, fps: c.fps() })),
+      counters: this.pipeline?.counters.values() ?? [],
+      models: loaded.map((m) => ({ name: m.engine.manifest.name, provider: m.engine.provider, p50: this.pipeline?.inferenceP50(m.engine) ?? 0 })),
+      p50All: this.pipeline?.inferenceP50() ?? 0,
+      mqttConnected: this.publisher?.connected ?? false,
+    });
   }
 
   private periodicStatus(): void {
