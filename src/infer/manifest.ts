@@ -14,6 +14,10 @@ export interface ModelManifest {
   version: string;
   /** Detection method (docs/model-format.md): "membank", "stpm", ...; "stpm" for models exported before the key. */
   method: string;
+  /** How threshold.raw was calibrated (threshold.method, e.g. "normal-quantile"); null when model.json does not say. */
+  thresholdMethod: string | null;
+  /** The teacher fine-tune the model was trained with (training.finetune); null when model.json does not say. */
+  finetune: string | null;
   inputName: string;
   height: number;
   width: number;
@@ -106,6 +110,8 @@ export function readManifest(dir: string): ModelManifest {
     name: str(j.name, 'name', file),
     version: str(j.version, 'version', file),
     method: j.method === undefined ? 'stpm' : str(j.method, 'method', file),
+    thresholdMethod: optionalStr(obj(j.threshold).method),
+    finetune: optionalStr(obj(j.training).finetune),
     inputName: str(input.name ?? 'frames', 'input.name', file),
     height,
     width,
@@ -118,6 +124,11 @@ export function readManifest(dir: string): ModelManifest {
     expectedShareAbove: expectedShareAbove(j.threshold),
     normalization,
   };
+}
+
+/** Descriptive keys: a string, else null (never an error: nothing depends on them). */
+function optionalStr(v: unknown): string | null {
+  return typeof v === 'string' ? v : null;
 }
 
 /** docs/model-format.md, threshold.details: what the calibration says about normal scores above its threshold. */
