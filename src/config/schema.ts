@@ -5,22 +5,9 @@
  */
 import convict from 'convict';
 import { hostname } from 'node:os';
+import { addJsonArrayFormat, unparsable, unparsableReason } from './formats';
 import { PROVIDERS } from './types';
 import { addPlcFormats, plcSchema } from '../plc/config';
-
-/**
- * A coerce step that cannot parse its input returns this marker string (convict would otherwise throw from its
- * constructor, or walk into an object), so validation can report it against the key.
- */
-const UNPARSABLE = '\u0000unparsable: ';
-
-function unparsable(why: string): string {
-  return UNPARSABLE + why;
-}
-
-function unparsableReason(v: unknown): string | null {
-  return typeof v === 'string' && v.startsWith(UNPARSABLE) ? v.slice(UNPARSABLE.length) : null;
-}
 
 let formatsAdded = false;
 
@@ -61,22 +48,7 @@ export function addFormats(): void {
       return unparsable(`"${v}" is not a boolean (true/false)`);
     },
   });
-  convict.addFormat({
-    name: 'cameras',
-    // Deep checks (one message per problem, per camera) happen in cameras.ts; here only the outer shape.
-    validate(v: unknown) {
-      const why = unparsableReason(v);
-      if (why !== null) throw new Error(why);
-      if (!Array.isArray(v)) throw new Error('must be an array of {id, url, ...} objects');
-    },
-    coerce(v: string) {
-      try {
-        return JSON.parse(v) as unknown;
-      } catch (err) {
-        return unparsable(`not valid JSON (${(err as Error).message})`);
-      }
-    },
-  });
+  addJsonArrayFormat('cameras', '{id, url, ...}');
   convict.addFormat({
     name: 'providers',
     validate(v: unknown) {
