@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import { Metrics } from '../../src/health/metrics';
 import { InferenceEngine } from '../../src/infer/session';
-import { FanOutSink, FrameSource, Pipeline, PipelineOptions, ResultSink } from '../../src/pipeline';
+import { FanOutSink, Pipeline, PipelineOptions, ResultSink } from '../../src/pipeline';
 import { RejectMessage, ResultMessage } from '../../src/pipeline/records';
-import { captureLog, silentLog, TINY_MODEL, until } from './helpers';
+import { captureLog, FakeCamera, silentLog, TINY_MODEL, until } from './helpers';
 
 /** Records what the pipeline publishes (the MQTT side is covered by the smoke and integration tests). */
 class RecordingPublisher implements ResultSink {
@@ -27,18 +26,6 @@ class RecordingPublisher implements ResultSink {
     if (!this.connected) return false;
     this.snapshots.push({ camera, bytes: data.length, user });
     return true;
-  }
-}
-
-/** Stands in for a Camera: the pipeline only listens to 'frame' and reads id/captured. */
-class FakeCamera extends EventEmitter implements FrameSource {
-  captured = 0;
-  constructor(readonly id: string) {
-    super();
-  }
-  push(value: number): void {
-    this.captured++;
-    this.emit('frame', Buffer.alloc(64 * 64 * 3, value), Date.now());
   }
 }
 
