@@ -1,4 +1,4 @@
-// What the operator console (issue 9) costs, and whether node-rtsp-stream would serve its live view better.
+// What the operator console (docs/console.md) costs, and whether node-rtsp-stream would serve its live view better.
 //
 //   node dist/bench/daemon/console-cost.js --model models/demo --images DIR [--seconds 20] [--rounds 4]
 //     [--out bench/results/console-cost.json]

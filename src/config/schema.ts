@@ -122,7 +122,7 @@ export function addFormats(): void {
       if (typeof v !== 'string' || v.trim().length === 0) throw new Error('must be a non-empty string');
     },
   });
-  addPlcFormats(); // PLC / SCADA outputs (issue 10): src/plc/config.ts
+  addPlcFormats(); // PLC / SCADA outputs (docs/sparkplug.md): src/plc/config.ts
 }
 
 export const DEFAULT_CAMERAS = [{ id: 'sim-1', url: 'synthetic://' }];
@@ -201,7 +201,7 @@ export function buildSchema() {
       host: { doc: 'Address of /healthz and /metrics', format: 'non-empty-string', default: '127.0.0.1' },
       port: { doc: 'Port of /healthz and /metrics (0 = off)', format: 'tcp-port', default: 9464, env: 'ETSTPM_HTTP_PORT', arg: 'http-port' },
     },
-    // --- operator console (issue 9, src/console) ---
+    // --- operator console (docs/console.md) ---
     console: {
       enabled: { doc: 'Serve the operator console at / on the HTTP server (http.host/http.port)', format: 'strict-boolean', default: true, env: 'ETSTPM_CONSOLE_ENABLED' },
       token: {
@@ -242,7 +242,7 @@ export function buildSchema() {
       window: { doc: 'OK frames per camera in the drift window', format: 'positive-int', default: 500 },
       warnShare: { doc: 'Share of the window above the calibration quantile that logs a drift warning (recovered below half of it)', format: 'share', default: 0.05 },
     },
-    // PLC / SCADA outputs (issue 10): `sparkplug` and `modbus` blocks, src/plc/config.ts
+    // PLC / SCADA outputs (docs/sparkplug.md): `sparkplug` and `modbus` blocks, src/plc/config.ts
     ...plcSchema(),
     log: {
       level: {

@@ -42,7 +42,7 @@ export interface DaemonConfig {
   status: { intervalMs: number; failedHoldMs: number };
   /** Drift of the OK parts' scores per camera (docs/daemon.md, "Drift"). */
   drift: { window: number; warnShare: number };
-  // operator console (issue 9, src/console)
+  // operator console (docs/console.md)
   console: {
     enabled: boolean;
     token: string;
@@ -53,7 +53,7 @@ export interface DaemonConfig {
     mqttCommands: boolean;
     capture: { root: string; everyN: number; maxImages: number; maxBytes: number; minFreeBytes: number };
   };
-  /** PLC / SCADA outputs (issue 10, src/plc/config.ts). */
+  /** PLC / SCADA outputs (docs/sparkplug.md, src/plc/config.ts). */
   sparkplug: SparkplugConfig;
   modbus: ModbusConfig;
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };

@@ -1,4 +1,4 @@
-/** The operator console (issue 9): one entry point for the daemon's wiring. docs/console.md. */
+/** The operator console (docs/console.md): one entry point for its output (src/outputs/console.ts). */
 import type { Logger } from '../log';
 import type { ModelManifest } from '../infer/manifest';
 import { ConsoleHub, describeMethod } from './hub';

@@ -1,5 +1,5 @@
 /**
- * Configuration of the PLC / SCADA outputs (issue 10): the `sparkplug` and `modbus` blocks of the convict schema,
+ * Configuration of the PLC / SCADA outputs (docs/sparkplug.md): the `sparkplug` and `modbus` blocks of the convict schema,
  * their formats and cross-checks. Kept apart from src/config/schema.ts, which only includes them.
  */
 import convict from 'convict';

@@ -1,4 +1,4 @@
-// Issue 10, Modbus TCP reject output: the daemon against a real Modbus TCP server (pymodbus, test/fixtures/
+// Modbus TCP reject output (docs/sparkplug.md): the daemon against a real Modbus TCP server (pymodbus, test/fixtures/
 // modbus_plc.py, an implementation independent of the daemon's npm client) that records every write with its own
 // clock. One coil pulse of the configured length per NG frame, before that frame's deadline; a register counter;
 // rejects that cannot be written before their deadline are dropped and counted, never written late; the daemon

@@ -1,5 +1,5 @@
 /**
- * Operator console (issue 9) in-process: its HTTP routes on the daemon's real health server, fed with scored frames
+ * Operator console (docs/console.md) in-process: its HTTP routes on the daemon's real health server, fed with scored frames
  * the way the pipeline's tap feeds them. Bad input, auth, caps, disk-full (size-limited and read-only tmpfs mounts,
  * a file in the way), false-reject saves, bounded memory, MQTT commands through the embedded broker.
  */
