@@ -33,28 +33,24 @@ export class FanOutSink implements ResultSink {
   }
 
   publishResult(r: ResultMessage): boolean {
-    let sent = false;
-    for (const o of this.outputs) {
-      if (o === this.primary) sent = this.primary.publishResult(r);
-      else this.one(o, 'result', () => o.publishResult?.(r));
-    }
-    return sent;
+    return this.deliver('result', () => this.primary.publishResult(r), (o) => o.publishResult?.(r));
   }
 
   publishReject(r: RejectMessage): boolean {
-    let sent = false;
-    for (const o of this.outputs) {
-      if (o === this.primary) sent = this.primary.publishReject(r);
-      else this.one(o, 'reject', () => o.publishReject?.(r));
-    }
-    return sent;
+    return this.deliver('reject', () => this.primary.publishReject(r), (o) => o.publishReject?.(r));
   }
 
   publishSnapshot(camera: string, data: Buffer, contentType: string, user: SnapshotProperties): boolean {
+    return this.deliver('snapshot', () => this.primary.publishSnapshot(camera, data, contentType, user),
+      (o) => o.connected === true && o.publishSnapshot?.(camera, data, contentType, user));
+  }
+
+  /** One record to every output in order; the primary's answer (unguarded) is the pipeline's. */
+  private deliver(kind: string, primary: () => boolean, other: (o: Output) => unknown): boolean {
     let sent = false;
     for (const o of this.outputs) {
-      if (o === this.primary) sent = this.primary.publishSnapshot(camera, data, contentType, user);
-      else if (o.publishSnapshot && o.connected) this.one(o, 'snapshot', () => o.publishSnapshot?.(camera, data, contentType, user));
+      if (o === this.primary) sent = primary();
+      else this.one(o, kind, () => other(o));
     }
     return sent;
   }

@@ -17,13 +17,17 @@ export interface ModelRef {
   version: string;
 }
 
-export interface ResultMessage {
+/** One frame's verdict: the part every scored-frame record shares. */
+export interface FrameVerdict {
   camera: string;
   seq: number;
   capturedAt: number;
   score: number;
   rawScore: number;
   verdict: Verdict;
+}
+
+export interface ResultMessage extends FrameVerdict {
   latencyMs: number;
   model: ModelRef;
 }
@@ -84,13 +88,7 @@ export interface ResultModel {
 }
 
 /** One scored frame, handed over synchronously by the pipeline. `map` is a view the caller reuses: copy to keep. */
-export interface ScoredFrame {
-  camera: string;
-  seq: number;
-  capturedAt: number;
-  score: number;
-  rawScore: number;
-  verdict: Verdict;
+export interface ScoredFrame extends FrameVerdict {
   /** RGB24 as the model saw it (after ROI and scaling), width*height*3; a fresh Buffer per frame, safe to keep. */
   frame: Buffer;
   /** Raw anomaly map, width*height; only valid during the call. */
