@@ -1,5 +1,5 @@
 /**
- * What a SIGHUP changes (docs/daemon.md, "Reload"), decided without touching a process: the daemon (src/daemon.ts)
+ * What a SIGHUP changes (docs/daemon.md, "Lifecycle", SIGHUP), decided without touching a process: the daemon (src/daemon.ts)
  * carries the plan out. Two steps, because which models load is only known after trying: planReload() from the
  * cameras now and the new camera list, then planModels() from the outcome of loading the models it asked for.
  */
