@@ -9,7 +9,7 @@
 //
 // Frames the pipeline dropped in one run and not the other (the machine's load decides) cannot be compared: each
 // payload is compared on the seqs both runs scored, and the counts are reported. Statuses carry counters and
-// rates that depend on timing (fps, captured, processed, dropped, repeated, since, drift share): compared are
+// rates that depend on timing (fps, captured, processed, dropped, repeated, since, drift share and frames): compared are
 // their key order and every other field, as the sequence of distinct values per camera.
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -117,7 +117,10 @@ async function runBuild(build: string, broker: Mosquitto, frames: number, fps: n
       const seq: string[] = [];
       for (const m of on(`${c}/status`)) {
         const j = strip(m.payload, ['fps', 'captured', 'processed', 'dropped', 'repeated', 'since']);
-        if (j.drift && typeof j.drift === 'object') delete (j.drift as Json).share;
+        if (j.drift && typeof j.drift === 'object') {
+          delete (j.drift as Json).share;
+          delete (j.drift as Json).frames; // how many OK frames were in the window when the status went out
+        }
         const s = JSON.stringify(j);
         if (seq.at(-1) !== s) seq.push(s);
       }
