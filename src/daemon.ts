@@ -5,37 +5,29 @@
  * one session (src/infer/models.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { CameraConfig, DaemonConfig } from './config/types';
-import { ConsoleParts, createConsole } from './console'; // console (issue 9)
-import type { CommandClient } from './console/mqtt-commands';
+import type { CameraConfig, DaemonConfig, IngestOptions } from './config/types';
 import { startHttp, HttpServer, Health } from './health/http';
+import { CameraHealthView, degradedReasons, HealthSnapshot, healthOf, processingHealth, summaryLine } from './health/rules';
 import { Metrics } from './health/metrics';
 import { ModelError } from './infer/manifest';
 import { LoadedModel, modelKey, ModelSet } from './infer/models';
 import type { Logger } from './log';
-import { FanOutSink, isCameraStatusSink, Pipeline } from './pipeline';
-import type { CameraStatusSink, FrameListener, FrameSource, ResultSink } from './pipeline';
-import { PlcOutputs } from './plc'; // issue 10: Sparkplug B + Modbus reject outputs
+import { buildOutputs, consoleWanted, defaultPublisher, Outputs, PublisherFactory, StatusPublisher } from './outputs';
+import { Pipeline } from './pipeline';
+import type { FanOutSink } from './pipeline/fan-out';
+import type { FrameListener, FrameSource, Output } from './pipeline/interfaces';
+import { CAMERA_STATES, CameraState, CameraStatusMessage } from './pipeline/records';
 import { EmbeddedBroker, startEmbeddedBroker } from './publish/broker';
-import { CameraStatusMessage } from './publish/messages';
-import { MqttOptions, Publisher } from './publish/mqtt';
 import { redactUrl } from './redact';
+import { ModelOutcome, modelDirOf, planModels, planReload } from './reload/plan';
 import { ActiveThreshold, parseThreshold, ThresholdError } from './score/threshold';
-import { Camera, CAMERA_STATES, CameraState, IngestOptions } from './sources/camera';
+import { Camera } from './sources/camera';
 import { FailedStateHold, ReportedState } from './sources/status-hold';
 import type { FrameSize } from './sources/ffmpeg-args';
 import { UnscoredCamera } from './sources/unscored-camera';
 import { SystemdNotifier } from './systemd/notify';
 
-/** The daemon's MQTT side (src/publish/mqtt.ts): the primary output, plus readiness and an orderly close. */
-export interface StatusPublisher extends ResultSink, CameraStatusSink {
-  waitConnected(): Promise<void>;
-  onConnection(listener: (connected: boolean) => void): void;
-  /** The MQTT client for inbound commands (the console's command topic); absent where an output cannot subscribe. */
-  readonly commandClient?: CommandClient;
-  /** Publishes final statuses and "offline", then disconnects; bounded by timeoutMs. */
-  close(finalStatuses: CameraStatusMessage[], timeoutMs: number): Promise<void>;
-}
+export type { StatusPublisher };
 
 /** A supervised camera as the daemon sees it (src/sources/camera.ts): a frame source with a state and a lifecycle. */
 export interface SupervisedCamera extends FrameSource {
@@ -61,18 +53,15 @@ export interface SupervisedCamera extends FrameSource {
 export interface DaemonDeps {
   env?: NodeJS.ProcessEnv;
   /** Makes the MQTT side; default: the mqtt.js Publisher. */
-  publisher?: (opts: MqttOptions, log: Logger) => StatusPublisher;
+  publisher?: PublisherFactory;
   /** Makes one camera; default: the decoder-process Camera. */
   camera?: (cfg: CameraConfig, size: FrameSize, ingest: IngestOptions, log: Logger) => SupervisedCamera;
-  /**
-   * More outputs beside MQTT (Sparkplug, Modbus, the console): each gets every result, reject and snapshot, and
-   * camera statuses if it is also a CameraStatusSink.
-   */
-  sinks?: readonly ResultSink[];
+  /** More outputs, after those built from config (src/outputs/index.ts); each gets the hooks it implements. */
+  sinks?: readonly Output[];
 }
 
 const defaultParts = {
-  publisher: (opts: MqttOptions, log: Logger): StatusPublisher => new Publisher(opts, log),
+  publisher: defaultPublisher,
   camera: (cfg: CameraConfig, size: FrameSize, ingest: IngestOptions, log: Logger): SupervisedCamera => new Camera(cfg, size, ingest, log),
 };
 
@@ -95,15 +84,14 @@ export class Daemon {
   broker: EmbeddedBroker | null = null;
   http: HttpServer | null = null;
   pipeline: Pipeline | null = null;
-  console: ConsoleParts | null = null; // console (issue 9)
-  plc: PlcOutputs | null = null; // issue 10
+  /** Every output (src/outputs/index.ts), behind the one sink the pipeline publishes to. */
+  outputs: FanOutSink | null = null;
   readonly metrics = new Metrics();
   readonly cameras = new Map<string, SupervisedCamera>();
   notifier: SystemdNotifier;
   ready = false;
   private readonly parts: Required<Pick<DaemonDeps, 'publisher' | 'camera'>>;
-  private readonly sinks: readonly ResultSink[];
-  private readonly statusSinks: CameraStatusSink[];
+  private readonly extraOutputs: readonly Output[];
   /** The model each camera is scored by now; a camera without an entry has none (UnscoredCamera). */
   private readonly camModels = new Map<string, LoadedModel>();
   /** Why a camera's configured model is not the one in use (failed load at start or at SIGHUP). */
@@ -127,19 +115,13 @@ export class Daemon {
   ) {
     this.notifier = new SystemdNotifier(deps.env ?? process.env, log);
     this.parts = { publisher: deps.publisher ?? defaultParts.publisher, camera: deps.camera ?? defaultParts.camera };
-    this.sinks = deps.sinks ?? [];
-    this.statusSinks = this.sinks.filter(isCameraStatusSink);
+    this.extraOutputs = deps.sinks ?? [];
     this.hold = new FailedStateHold(config.status.failedHoldMs);
   }
 
   /** The camera's state as reported everywhere: a failed camera's reconnect attempts stay `failed`. */
   reportedState(cam: SupervisedCamera, now = Date.now()): ReportedState {
     return this.hold.view(cam.id, { state: cam.state, error: cam.error, since: cam.since }, now);
-  }
-
-  /** The model a camera's config names: its own folder, else model.dir. */
-  private modelDirOf(cfg: CameraConfig, defaultDir = this.config.model.dir): string {
-    return cfg.model ?? defaultDir;
   }
 
   /**
@@ -165,7 +147,7 @@ export class Daemon {
     const models = this.models as ModelSet;
     const failedDirs = new Map<string, string>();
     for (const cam of cameras) {
-      const dir = this.modelDirOf(cam);
+      const dir = modelDirOf(cam, this.config.model.dir);
       const known = failedDirs.get(dir);
       if (known !== undefined) {
         this.modelErrors.set(cam.id, `camera ${cam.id}: ${known}`);
@@ -190,33 +172,20 @@ export class Daemon {
     await this.loadCameraModels(c.cameras);
     const primary = this.primaryModel() as LoadedModel;
     // HTTP before MQTT: a port already taken is a start-up error that must end the process at once, not after the
-    // broker connection has been tried (docs/daemon.md, exit codes). The console's routes are attached once made.
-    const consoleRoutes = c.console.enabled && c.http.port > 0
-      ? (req: IncomingMessage, res: ServerResponse): boolean => this.console?.handler(req, res) ?? false
-      : null;
-    if (c.http.port > 0) this.http = await startHttp(c.http.host, c.http.port, () => this.health(), this.metrics, this.log, consoleRoutes);
+    // broker connection has been tried (docs/daemon.md, exit codes). Outputs' routes (the console) are attached once made.
+    const routes = consoleWanted(c) ? (req: IncomingMessage, res: ServerResponse): boolean => this.outputs?.handleHttp(req, res) ?? false : null;
+    if (c.http.port > 0) this.http = await startHttp(c.http.host, c.http.port, () => this.health(), this.metrics, this.log, routes);
     let url = c.mqtt.url;
     if (url === '') {
       this.broker = await startEmbeddedBroker(c.mqtt.embeddedHost, c.mqtt.embeddedPort, this.log);
       url = this.broker.url;
     }
-    // aedes speaks MQTT 3.1.1 only: no message properties on the embedded broker (docs/mqtt.md).
-    this.publisher = this.parts.publisher({ ...c.mqtt, url, protocolVersion: this.broker ? 4 : 5 }, this.log);
-    this.publisher.onConnection((up) => this.metrics.mqttConnected.set(up ? 1 : 0));
-    // --- console (issue 9): hub + HTTP routes + MQTT commands + the pipeline's result tap ---
-    if (c.console.enabled && c.http.port > 0) {
-      const cameras = () => [...this.cameras.values()].map((cam) => ({ ...this.cameraStatus(cam), ng: this.pipeline?.counter(cam.id).ng ?? 0 }));
-      this.console = createConsole({ options: c.console, host: c.http.host, topicPrefix: c.mqtt.topicPrefix, model: primary.engine.manifest,
-        sources: { health: () => this.health(), cameras, setThreshold: (cam, v, via) => this.setRuntimeThreshold(cam, v, via) }, mqtt: this.publisher.commandClient ?? null, log: this.log });
-    }
-    const sink = this.sinks.length > 0 ? new FanOutSink(this.publisher, this.sinks, this.log) : this.publisher;
-    // issue 10: PLC / SCADA outputs; the pipeline's results and rejects are teed to them.
-    // Sparkplug NBIRTH describes the primary model; each camera's DBIRTH names its own (docs/sparkplug.md).
-    const m = primary.engine.manifest;
-    this.plc = new PlcOutputs({ config: c, mqttUrl: url, redactedUrl: redactUrl(url), registry: this.metrics.registry,
-      node: { modelName: m.name, modelVersion: m.version, modelMethod: m.method, provider: primary.engine.provider, threshold: 0.5, rawThreshold: m.threshold, status: 'starting' } }, this.log);
-    this.pipeline = new Pipeline(this.plc.tee(sink), this.metrics, { rejectDeadlineMs: c.reject.deadlineMs, snapshot: c.snapshot, drift: c.drift }, this.log);
-    if (this.console) this.pipeline.resultTap = (r) => this.console?.hub.onResult(r);
+    const cameras = () => [...this.cameras.values()].map((cam) => ({ ...this.cameraStatus(cam), ng: this.pipeline?.counter(cam.id).ng ?? 0 }));
+    const built: Outputs = buildOutputs({ config: c, mqttUrl: url, embeddedBroker: this.broker !== null, primaryModel: primary, metrics: this.metrics, log: this.log,
+      daemon: { health: () => this.health(), cameras, setThreshold: (cam, v, via) => this.setRuntimeThreshold(cam, v, via) }, publisher: this.parts.publisher, extra: this.extraOutputs });
+    this.publisher = built.mqtt;
+    this.outputs = built.all;
+    this.pipeline = new Pipeline(this.outputs, this.metrics, { rejectDeadlineMs: c.reject.deadlineMs, snapshot: c.snapshot, drift: c.drift }, this.log);
     this.pipeline.start();
     this.setConfigThresholds(c.cameras);
     for (const cam of c.cameras) this.addCamera(cam, this.camModels.get(cam.id) ?? null);
@@ -225,7 +194,7 @@ export class Daemon {
       if (this.stopped || this.ready) return;
       this.ready = true;
       this.metrics.ready.set(1);
-      this.plc?.setNode({ status: 'ready' }); // issue 10
+      this.outputs?.ready();
       this.log.info({ models: this.models?.info().map((x) => ({ name: x.name, provider: x.provider, cameras: x.cameras })) }, 'ready: models warm, broker connected');
       void this.notifier.ready(this.summary());
       this.notifier.startWatchdog(() => this.processingHealth());
@@ -253,7 +222,7 @@ export class Daemon {
       const s = this.cameraStatus(cam);
       if (!this.hold.isPublished(cam.id, s)) this.publishCameraStatus(s);
     });
-    this.plc?.cameraAdded(this.cameraStatus(cam)); // issue 10
+    this.outputs?.cameraAdded(this.cameraStatus(cam));
     const mf = model?.engine.manifest;
     this.log.info({ camera: cfg.id, url: redactUrl(cfg.url), roi: cfg.roi, fps: cfg.fps, decoder: cfg.decoder, model: mf ? `${mf.name} ${mf.version}` : null, modelDir: model?.dir ?? null }, 'camera added');
     cam.start();
@@ -270,10 +239,9 @@ export class Daemon {
     this.metrics.driftShare.remove({ camera: id });
     this.hold.forget(id);
     this.pipeline?.removeCamera(id);
-    this.plc?.cameraRemoved(id); // issue 10
+    this.outputs?.cameraRemoved(id);
     await cam.stop();
-    this.publisher?.forgetCamera(id);
-    for (const s of this.statusSinks) s.forgetCamera(id);
+    this.outputs?.forgetCamera(id);
     this.log.info({ camera: id }, 'camera removed');
   }
 
@@ -292,75 +260,63 @@ export class Daemon {
   async reloadCameras(next: CameraConfig[], defaultModelDir = this.config.model.dir): Promise<ReloadResult> {
     const models = this.models as ModelSet;
     const byId = new Map(next.map((c) => [c.id, c]));
-    const r: ReloadResult = { added: [], removed: [], changed: [], swapped: [], modelFailed: [], threshold: [] };
-    // The model and the threshold are applied without touching the decoder.
-    const sameDecoder = (a: CameraConfig, b: CameraConfig): boolean =>
-      JSON.stringify({ ...a, model: null, threshold: null }) === JSON.stringify({ ...b, model: null, threshold: null });
+    const running = new Map([...this.cameras].map(([id, cam]) => [id, { config: cam.config, modelKey: this.camModels.get(id)?.key ?? null }]));
+    const plan = planReload(running, next, defaultModelDir, (dir) => {
+      try {
+        return modelKey(dir);
+      } catch {
+        return null; // acquire() below reports it with the camera and folder
+      }
+    });
     const thresholdsBefore = new Map([...this.appliedThresholds].map(([id, t]) => [id, `${t.raw}/${t.source}`]));
     // The config is the truth again: run-time overrides (console, MQTT) end here.
     this.runtimeThresholds.clear();
     this.setConfigThresholds(next);
-    for (const [id, cam] of this.cameras) {
-      const n = byId.get(id);
-      if (!n) r.removed.push(id);
-      else if (!sameDecoder(n, cam.config)) r.changed.push(id);
-    }
-    for (const c of next) if (!this.cameras.has(c.id)) r.added.push(c.id);
-    for (const id of r.removed) {
+    for (const id of plan.removed) {
       const old = this.camModels.get(id);
       await this.removeCamera(id);
       this.modelErrors.delete(id);
       if (old) await this.releaseModel(old, id);
     }
     // Each kept or added camera: the model its folder holds now (loaded once per folder and content).
-    const restart = new Set([...r.changed, ...r.added]);
     const want = new Map<string, LoadedModel | null>();
-    for (const n of next) {
-      const cur = this.camModels.get(n.id) ?? null;
-      const dir = this.modelDirOf(n, defaultModelDir);
-      let key: string | null = null;
+    for (const id of plan.keepModel) {
+      want.set(id, this.camModels.get(id) ?? null);
+      this.modelErrors.delete(id);
+    }
+    const outcomes: ModelOutcome[] = [];
+    for (const { id, dir } of plan.loadModel) {
+      const cur = this.camModels.get(id) ?? null;
+      const size = (m: LoadedModel | null) => (m ? { width: m.engine.manifest.width, height: m.engine.manifest.height } : null);
       try {
-        key = modelKey(dir);
-      } catch {
-        // acquire() below reports it with the camera and folder
-      }
-      if (cur && key === cur.key) {
-        want.set(n.id, cur);
-        this.modelErrors.delete(n.id);
-        continue;
-      }
-      try {
-        const m = await models.acquire(dir, n.id);
-        want.set(n.id, m);
-        this.modelErrors.delete(n.id);
-        if (cur) r.swapped.push(n.id);
-        else if (this.cameras.has(n.id)) restart.add(n.id); // had none (UnscoredCamera): start it now
+        const m = await models.acquire(dir, id);
+        want.set(id, m);
+        this.modelErrors.delete(id);
+        outcomes.push({ id, loaded: size(m), current: size(cur), running: this.cameras.has(id) });
       } catch (err) {
         if (!(err instanceof ModelError)) throw err;
-        want.set(n.id, cur);
-        this.modelErrors.set(n.id, err.message);
-        r.modelFailed.push(n.id);
-        this.log.error({ camera: n.id, modelDir: dir, err: err.message }, cur ? 'new model cannot be loaded: the camera keeps its current model' : 'model cannot be loaded: camera not started');
-        if (!cur && this.cameras.has(n.id)) restart.add(n.id); // refresh the reason it shows
+        want.set(id, cur);
+        this.modelErrors.set(id, err.message);
+        outcomes.push({ id, loaded: null, current: size(cur), running: this.cameras.has(id) });
+        this.log.error({ camera: id, modelDir: dir, err: err.message }, cur ? 'new model cannot be loaded: the camera keeps its current model' : 'model cannot be loaded: camera not started');
       }
     }
-    for (const id of r.swapped) {
+    const mp = planModels(plan, outcomes);
+    for (const id of mp.swapped) {
       const cur = this.camModels.get(id) as LoadedModel;
       const m = want.get(id) as LoadedModel;
-      const same = cur.engine.manifest.width === m.engine.manifest.width && cur.engine.manifest.height === m.engine.manifest.height;
-      if (same && !restart.has(id)) {
+      if (mp.inPlace.includes(id)) {
         this.pipeline?.setModel(id, m.engine);
         this.camModels.set(id, m);
         this.applyThreshold(id);
         const cam = this.cameras.get(id);
         if (cam) this.publishCameraStatus(this.cameraStatus(cam));
         await this.releaseModel(cur, id); // after its batch in flight, if any
-      } else {
-        restart.add(id); // another input size: the decoder must scale to it
       }
-      this.log.info({ camera: id, from: `${cur.engine.manifest.name} ${cur.engine.manifest.version}`, to: `${m.engine.manifest.name} ${m.engine.manifest.version}`, modelDir: m.dir, inPlace: same && !r.changed.includes(id) }, 'camera model swapped');
+      const same = cur.engine.manifest.width === m.engine.manifest.width && cur.engine.manifest.height === m.engine.manifest.height;
+      this.log.info({ camera: id, from: `${cur.engine.manifest.name} ${cur.engine.manifest.version}`, to: `${m.engine.manifest.name} ${m.engine.manifest.version}`, modelDir: m.dir, inPlace: same && !plan.changed.includes(id) }, 'camera model swapped');
     }
-    for (const id of restart) {
+    for (const id of mp.restart) {
       const old = this.camModels.get(id);
       await this.removeCamera(id);
       this.addCamera(byId.get(id) as CameraConfig, want.get(id) ?? null);
@@ -368,6 +324,7 @@ export class Daemon {
     }
     this.config = { ...this.config, cameras: next, model: { ...this.config.model, dir: defaultModelDir } };
     for (const [id, cam] of this.cameras) this.applyThreshold(id, cam);
+    const r: ReloadResult = { added: plan.added, removed: plan.removed, changed: plan.changed, swapped: mp.swapped, modelFailed: mp.modelFailed, threshold: [] };
     for (const [id, t] of this.appliedThresholds) if (thresholdsBefore.get(id) !== `${t.raw}/${t.source}`) r.threshold.push(id);
     this.log.info({ ...r, models: models.info().map((m) => ({ name: m.name, version: m.version, cameras: m.cameras })) }, 'camera list and models reloaded');
     return r;
@@ -422,9 +379,7 @@ export class Daemon {
 
   private publishCameraStatus(s: CameraStatusMessage): void {
     this.hold.notePublished(s.camera, s);
-    this.publisher?.publishCameraStatus(s);
-    for (const sink of this.statusSinks) sink.publishCameraStatus(s);
-    this.plc?.cameraStatus(s); // issue 10
+    this.outputs?.publishCameraStatus(s);
   }
 
   cameraStatus(cam: SupervisedCamera): CameraStatusMessage {
@@ -447,8 +402,7 @@ export class Daemon {
     if (shown.error) s.error = shown.error;
     const modelError = this.modelErrors.get(cam.id);
     if (modelError) s.modelError = modelError;
-    const plc = this.plc?.outputStatus(cam.id); // issue 10: the camera's Modbus reject output
-    if (plc) s.plc = plc;
+    Object.assign(s, this.outputs?.cameraStatusExtras(cam.id));
     const threshold = this.activeThreshold(cam.id);
     if (threshold) s.threshold = threshold;
     const drift = this.pipeline?.driftOf(cam.id);
@@ -459,122 +413,71 @@ export class Daemon {
     return s;
   }
 
-  /**
-   * Frames really being processed: one scored within the stall timeout, or a streaming (or frozen) camera sending
-   * repeats of an image (never scored) whose last changed frame the pipeline has already gone past. A frozen camera
-   * alone does not fail it: the systemd watchdog must not restart the daemon for a camera (docs/daemon.md,
-   * "Frozen cameras"); /healthz reports it (health()).
-   */
-  processingHealth(now = Date.now()): { ok: boolean; reason?: string } {
-    const p = this.pipeline;
-    if (!p) return { ok: false, reason: 'starting' };
-    const stall = this.config.ingest.stallTimeoutMs;
-    const age = p.lastProcessedAt === 0 ? Infinity : now - p.lastProcessedAt;
-    if (age <= stall) return { ok: true };
-    for (const c of this.cameras.values()) {
-      const repeating = (c.state === 'streaming' || c.state === 'frozen') && c.lastFrameAt > c.lastNewFrameAt && now - c.lastFrameAt <= stall;
-      if (repeating && c.lastNewFrameAt > 0 && p.lastProcessedAt >= c.lastNewFrameAt) return { ok: true };
-    }
-    const cams = [...this.cameras.values()].map((c) => `${c.id}=${c.state}${c.error ? ` (${c.error})` : ''}`).join(', ');
-    const since = p.lastProcessedAt === 0 ? 'no frame processed yet' : `no frame processed for ${Math.round(age)} ms`;
-    return { ok: false, reason: `${since}; cameras: ${cams || 'none'}` };
-  }
-
-  /**
-   * What works but not fully: a failed or stalled camera (the others still inspect), a PLC (Modbus) link that is not
-   * up (its rejects are dropped), a Sparkplug connection that is down. /healthz stays 200 with status "degraded":
-   * restarting the daemon fixes none of these and would stop the cameras that work (docs/daemon.md, /healthz).
-   */
-  degradedReasons(now = Date.now()): string[] {
-    const out: string[] = [];
-    for (const c of this.cameras.values()) {
-      if (!this.camModels.has(c.id)) continue; // without a model: unhealthy, see health()
-      const r = this.reportedState(c, now);
-      if (r.state === 'failed' || r.state === 'stalled') out.push(`camera ${r.state}: ${c.id}${r.error ? ` (${r.error})` : ''}`);
-    }
-    const plc = this.plc?.health();
-    const links = new Map<string, { link: string; cameras: string[]; dropped: number; lastError?: string }>();
-    for (const [cam, o] of Object.entries(plc?.modbus ?? {})) {
-      const l = links.get(o.plc) ?? { link: o.link, cameras: [], dropped: 0, lastError: o.lastError };
-      l.cameras.push(cam);
-      l.dropped += o.dropped;
-      links.set(o.plc, l);
-    }
-    for (const [endpoint, l] of links) {
-      if (l.link === 'up') continue;
-      out.push(`PLC link ${l.link}: ${endpoint}${l.lastError ? ` (${l.lastError})` : ''}, rejects of ${l.cameras.join(', ')} are dropped (${l.dropped} so far)`);
-    }
-    if (plc?.sparkplug && !plc.sparkplug.connected) out.push('Sparkplug link down: the edge node is not connected to its broker');
-    return out;
-  }
-
-  /**
-   * /healthz and the console's badge, one set of rules: "unhealthy" (503: not ready, MQTT down, nothing processed,
-   * a frozen camera, a camera without a model), else "degraded" (200, degradedReasons()), else "ok".
-   */
-  health(now = Date.now()): Health {
-    const h = this.healthRules(now);
-    const degraded = this.degradedReasons(now);
-    if (!h.ok) return { ...h, status: 'unhealthy', degraded };
-    if (degraded.length > 0) return { ...h, status: 'degraded', reason: degraded.join('; '), degraded };
-    return { ...h, status: 'ok', degraded };
-  }
-
-  private healthRules(now: number): Health {
+  /** The daemon's state as the health rules read it (src/health/rules.ts). */
+  private healthSnapshot(now: number): HealthSnapshot {
     const primary = this.primaryModel();
     const modelErrors = Object.fromEntries(this.modelErrors);
-    const base = {
-      provider: primary?.engine.provider ?? null,
-      // Every loaded model with the cameras it scores (docs/daemon.md, /healthz); modelErrors: cameras whose
-      // configured model is not in use, and why.
-      models: this.models?.info() ?? [],
-      ...(this.modelErrors.size > 0 ? { modelErrors } : {}),
+    const cameras: CameraHealthView[] = [...this.cameras.values()].map((c) => ({
+      id: c.id,
+      state: c.state,
+      error: c.error,
+      reported: this.reportedState(c, now),
+      hasModel: this.camModels.has(c.id),
+      modelError: this.modelErrors.get(c.id),
+      lastFrameAt: c.lastFrameAt,
+      lastNewFrameAt: c.lastNewFrameAt,
+    }));
+    const outputs = this.outputs?.health();
+    return {
+      now,
+      ready: this.ready,
+      modelsLoaded: this.camModels.size > 0,
       mqttConnected: this.publisher?.connected ?? false,
-      cameras: Object.fromEntries([...this.cameras.values()].map((c) => [c.id, this.reportedState(c, now).state])),
-      lastProcessedAt: this.pipeline?.lastProcessedAt || null,
-      uptimeS: Math.round((now - this.startedAt) / 1000),
-      ...this.plc?.health(), // issue 10: sparkplug / modbus link states (informational, not part of ok)
+      processing: this.pipeline !== null,
+      lastProcessedAt: this.pipeline?.lastProcessedAt ?? 0,
+      stallTimeoutMs: this.config.ingest.stallTimeoutMs,
+      cameras,
+      outputsDegraded: outputs?.degraded ?? [],
+      fields: {
+        provider: primary?.engine.provider ?? null,
+        // Every loaded model with the cameras it scores (docs/daemon.md, /healthz); modelErrors: cameras whose
+        // configured model is not in use, and why.
+        models: this.models?.info() ?? [],
+        ...(this.modelErrors.size > 0 ? { modelErrors } : {}),
+        mqttConnected: this.publisher?.connected ?? false,
+        cameras: Object.fromEntries(cameras.map((c) => [c.id, c.reported.state])),
+        lastProcessedAt: this.pipeline?.lastProcessedAt || null,
+        uptimeS: Math.round((now - this.startedAt) / 1000),
+        ...outputs?.fields, // e.g. Sparkplug / Modbus link states (informational, not part of ok)
+      },
     };
-    if (!this.ready) return { ok: false, reason: this.camModels.size > 0 ? 'not ready: waiting for the MQTT broker' : 'not ready: loading model', ...base };
-    if (!this.publisher?.connected) return { ok: false, reason: 'MQTT broker not connected', ...base };
-    // A frozen camera looks alive (its decoder delivers) but shows an old image: not healthy, even if others are.
-    // Checked before processing so that the reason reads the same whether it is the only camera or one of several
-    // (alone, nothing is processed either, and between decoder restarts it delivers nothing).
-    const frozen = [...this.cameras.values()].filter((c) => c.state === 'frozen');
-    if (frozen.length > 0) return { ok: false, reason: `camera frozen: ${frozen.map((c) => `${c.id} (${c.error ?? 'image unchanged'})`).join(', ')}`, ...base };
-    const p = this.processingHealth(now);
-    if (!p.ok) return { ok: false, reason: p.reason, ...base };
-    // A camera without a model inspects nothing. One that kept its old model after a failed swap still inspects:
-    // healthy, with the reason in modelErrors (update-model.sh --camera checks which model a camera runs).
-    const unscored = [...this.cameras.values()].filter((c) => !this.camModels.has(c.id));
-    if (unscored.length > 0) return { ok: false, reason: `camera without a model: ${unscored.map((c) => `${c.id} (${this.modelErrors.get(c.id) ?? 'no model'})`).join(', ')}`, ...base };
-    return { ok: true, ...base };
+  }
+
+  /** Frames really being processed (the systemd watchdog's rule, src/health/rules.ts). */
+  processingHealth(now = Date.now()): { ok: boolean; reason?: string } {
+    return processingHealth(this.healthSnapshot(now));
+  }
+
+  /** Why the daemon works but not fully (src/health/rules.ts). */
+  degradedReasons(now = Date.now()): string[] {
+    return degradedReasons(this.healthSnapshot(now));
+  }
+
+  /** /healthz and the console's badge (src/health/rules.ts). */
+  health(now = Date.now()): Health {
+    return healthOf(this.healthSnapshot(now));
   }
 
   summary(): string {
     const cams = [...this.cameras.values()];
-    const streaming = cams.filter((c) => c.state === 'streaming').length;
-    let captured = 0;
-    let processed = 0;
-    let dropped = 0;
-    let ng = 0;
-    for (const c of this.pipeline?.counters.values() ?? []) {
-      captured += c.captured;
-      processed += c.processed;
-      dropped += c.dropped;
-      ng += c.ng;
-    }
-    const fps = cams.reduce((a, c) => a + c.fps(), 0);
-    const states = cams.map((c) => `${c.id}=${c.state}`).join(' ');
     const loaded = this.models?.all() ?? [];
-    const infer = loaded.length <= 1
-      ? `infer p50 ${(this.pipeline?.inferenceP50() ?? 0).toFixed(1)} ms on ${loaded[0]?.engine.provider ?? '-'}`
-      : `infer p50 ${loaded.map((m) => `${m.engine.manifest.name} ${(this.pipeline?.inferenceP50(m.engine) ?? 0).toFixed(1)} ms`).join(', ')} on ${[...new Set(loaded.map((m) => m.engine.provider))].join('/')}`;
-    return (
-      `cameras ${streaming}/${cams.length} streaming, ${fps.toFixed(1)} fps | captured ${captured} processed ${processed} ` +
-      `dropped ${dropped} ng ${ng} | ${infer} | ` +
-      `mqtt ${this.publisher?.connected ? 'up' : 'down'} | ${states}`
-    );
+    return summaryLine({
+      cameras: cams.map((c) => ({ id: c.id, state: c.state, fps: c.fps() })),
+      counters: this.pipeline?.counters.values() ?? [],
+      models: loaded.map((m) => ({ name: m.engine.manifest.name, provider: m.engine.provider, p50: this.pipeline?.inferenceP50(m.engine) ?? 0 })),
+      p50All: this.pipeline?.inferenceP50() ?? 0,
+      mqttConnected: this.publisher?.connected ?? false,
+    });
   }
 
   private periodicStatus(): void {
@@ -601,11 +504,8 @@ export class Daemon {
     const camStops = [...this.cameras.values()].map((c) => c.stop());
     await this.pipeline?.stop();
     await Promise.all(camStops);
-    await this.console?.close(); // console (issue 9): last capture write
-    await Promise.all([
-      this.publisher?.close([...this.cameras.values()].map((c) => this.cameraStatus(c)), 1500),
-      this.plc?.close(1500), // issue 10: coils OFF, Sparkplug NDEATH
-    ]);
+    // Final statuses and MQTT "offline", coils OFF, Sparkplug NDEATH, the console's last capture write.
+    await this.outputs?.close([...this.cameras.values()].map((c) => this.cameraStatus(c)), 1500);
     await this.http?.close();
     await this.broker?.close();
     await this.models?.closeAll();

@@ -1,4 +1,4 @@
-// What the operator console (issue 9) costs, and whether node-rtsp-stream would serve its live view better.
+// What the operator console (docs/console.md) costs, and whether node-rtsp-stream would serve its live view better.
 //
 //   node dist/bench/daemon/console-cost.js --model models/demo --images DIR [--seconds 20] [--rounds 4]
 //     [--out bench/results/console-cost.json]
@@ -19,12 +19,12 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { createConsole } from '../../src/console';
-import { overlayJpeg } from '../../src/console/overlay';
+import { overlayJpeg } from '../../src/render/overlay-jpeg';
 import type { ConsoleResult } from '../../src/console/types';
 import { InferenceEngine } from '../../src/infer/session';
 import { createLogger } from '../../src/log';
 import { normalize, verdict } from '../../src/score/normalize';
-import { renderSnapshot } from '../../src/publish/snapshot';
+import { renderSnapshot } from '../../src/render/snapshot';
 import { baseConfig, Daemon } from '../../test/integration/helpers/daemon';
 import { freePort } from '../../test/integration/helpers/env';
 import { RtspServer } from '../../test/integration/helpers/rtsp';

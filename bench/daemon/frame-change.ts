@@ -1,4 +1,4 @@
-// Cost per frame of the frozen-image check (issue 13 item 2), against what each frame already costs the daemon.
+// Cost per frame of the frozen-image check (docs/daemon.md, "Frozen cameras"), against what each frame already costs the daemon.
 //
 //   node dist/bench/daemon/frame-change.js [--out bench/results/frame-change.json]
 //

@@ -1,4 +1,4 @@
-// What a second model costs, and how models share the one inference loop (issue 14; docs/daemon.md "One batch
+// What a second model costs, and how models share the one inference loop (docs/daemon.md "One batch
 // per model").
 //
 //   node dist/bench/daemon/models.js --models models/demo,/path/to/hazelnut-model [--seconds 15] \

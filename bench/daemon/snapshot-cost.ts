@@ -1,13 +1,13 @@
 // CPU cost of one NG snapshot at the model size (bench/daemon/README.md, "Where the time went"): the picture
-// composed in JavaScript (src/publish/overlay.ts) against the nine-step libvips chain it replaced
+// composed in JavaScript (src/render/overlay.ts) against the nine-step libvips chain it replaced
 // (test/unit/libvips-overlay.ts), and renderSnapshot as a whole (picture + JPEG encode). CPU time of the whole
 // process (libvips threads included), so the number holds on a loaded machine where wall time does not.
 //
 //   node dist/bench/daemon/snapshot-cost.js [--size 256] [--n 100] [--out FILE.json]
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { composeOverlay } from '../../src/publish/overlay';
-import { renderSnapshot } from '../../src/publish/snapshot';
+import { composeOverlay } from '../../src/render/overlay';
+import { renderSnapshot } from '../../src/render/snapshot';
 import { libvipsOverlay } from '../../test/unit/libvips-overlay';
 import { round } from './stats';
 

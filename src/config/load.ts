@@ -134,7 +134,7 @@ export function loadConfig(input: LoadInput): LoadResult {
       errors.push('mqtt.url: TLS files or credentials are set but mqtt.url is "" (embedded broker, plain TCP on localhost)');
     }
   }
-  // PLC / SCADA outputs (issue 10): per-output checks and that each output's camera exists.
+  // PLC / SCADA outputs (docs/sparkplug.md): per-output checks and that each output's camera exists.
   const plc = validatePlcConfig(props, Array.isArray(props.cameras) ? props.cameras.map((c) => (c as { id?: unknown }).id).filter((id): id is string => typeof id === 'string') : []);
   errors.push(...plc.errors);
   if (errors.length > 0) return { kind: 'error', errors };
@@ -155,6 +155,6 @@ export function redactConfig(c: DaemonConfig): unknown {
     ...c,
     cameras: c.cameras.map((cam) => ({ ...cam, url: redactUrl(cam.url) })),
     mqtt: { ...c.mqtt, url: redactUrl(c.mqtt.url), password: c.mqtt.password ? '[redacted]' : '' },
-    console: c.console && { ...c.console, token: c.console.token ? '[redacted]' : '' }, // issue 9
+    console: c.console && { ...c.console, token: c.console.token ? '[redacted]' : '' },
   };
 }

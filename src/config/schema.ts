@@ -5,22 +5,9 @@
  */
 import convict from 'convict';
 import { hostname } from 'node:os';
+import { addJsonArrayFormat, unparsable, unparsableReason } from './formats';
 import { PROVIDERS } from './types';
 import { addPlcFormats, plcSchema } from '../plc/config';
-
-/**
- * A coerce step that cannot parse its input returns this marker string (convict would otherwise throw from its
- * constructor, or walk into an object), so validation can report it against the key.
- */
-const UNPARSABLE = '\u0000unparsable: ';
-
-function unparsable(why: string): string {
-  return UNPARSABLE + why;
-}
-
-function unparsableReason(v: unknown): string | null {
-  return typeof v === 'string' && v.startsWith(UNPARSABLE) ? v.slice(UNPARSABLE.length) : null;
-}
 
 let formatsAdded = false;
 
@@ -61,22 +48,7 @@ export function addFormats(): void {
       return unparsable(`"${v}" is not a boolean (true/false)`);
     },
   });
-  convict.addFormat({
-    name: 'cameras',
-    // Deep checks (one message per problem, per camera) happen in cameras.ts; here only the outer shape.
-    validate(v: unknown) {
-      const why = unparsableReason(v);
-      if (why !== null) throw new Error(why);
-      if (!Array.isArray(v)) throw new Error('must be an array of {id, url, ...} objects');
-    },
-    coerce(v: string) {
-      try {
-        return JSON.parse(v) as unknown;
-      } catch (err) {
-        return unparsable(`not valid JSON (${(err as Error).message})`);
-      }
-    },
-  });
+  addJsonArrayFormat('cameras', '{id, url, ...}');
   convict.addFormat({
     name: 'providers',
     validate(v: unknown) {
@@ -150,7 +122,7 @@ export function addFormats(): void {
       if (typeof v !== 'string' || v.trim().length === 0) throw new Error('must be a non-empty string');
     },
   });
-  addPlcFormats(); // PLC / SCADA outputs (issue 10): src/plc/config.ts
+  addPlcFormats(); // PLC / SCADA outputs (docs/sparkplug.md): src/plc/config.ts
 }
 
 export const DEFAULT_CAMERAS = [{ id: 'sim-1', url: 'synthetic://' }];
@@ -229,7 +201,7 @@ export function buildSchema() {
       host: { doc: 'Address of /healthz and /metrics', format: 'non-empty-string', default: '127.0.0.1' },
       port: { doc: 'Port of /healthz and /metrics (0 = off)', format: 'tcp-port', default: 9464, env: 'ETSTPM_HTTP_PORT', arg: 'http-port' },
     },
-    // --- operator console (issue 9, src/console) ---
+    // --- operator console (docs/console.md) ---
     console: {
       enabled: { doc: 'Serve the operator console at / on the HTTP server (http.host/http.port)', format: 'strict-boolean', default: true, env: 'ETSTPM_CONSOLE_ENABLED' },
       token: {
@@ -270,7 +242,7 @@ export function buildSchema() {
       window: { doc: 'OK frames per camera in the drift window', format: 'positive-int', default: 500 },
       warnShare: { doc: 'Share of the window above the calibration quantile that logs a drift warning (recovered below half of it)', format: 'share', default: 0.25 },
     },
-    // PLC / SCADA outputs (issue 10): `sparkplug` and `modbus` blocks, src/plc/config.ts
+    // PLC / SCADA outputs (docs/sparkplug.md): `sparkplug` and `modbus` blocks, src/plc/config.ts
     ...plcSchema(),
     log: {
       level: {

@@ -1,6 +1,4 @@
 /** The daemon's validated configuration (docs/configuration.md). */
-import type { MqttOptions } from '../publish/mqtt';
-import type { IngestOptions } from '../sources/camera';
 import type { ModbusConfig, SparkplugConfig } from '../plc/config';
 
 export type Provider = 'tensorrt' | 'cuda' | 'cpu';
@@ -44,7 +42,7 @@ export interface DaemonConfig {
   status: { intervalMs: number; failedHoldMs: number };
   /** Drift of the OK parts' scores per camera (docs/daemon.md, "Drift"). */
   drift: { window: number; warnShare: number };
-  // operator console (issue 9, src/console)
+  // operator console (docs/console.md)
   console: {
     enabled: boolean;
     token: string;
@@ -55,8 +53,43 @@ export interface DaemonConfig {
     mqttCommands: boolean;
     capture: { root: string; everyN: number; maxImages: number; maxBytes: number; minFreeBytes: number };
   };
-  /** PLC / SCADA outputs (issue 10, src/plc/config.ts). */
+  /** PLC / SCADA outputs (docs/sparkplug.md, src/plc/config.ts). */
   sparkplug: SparkplugConfig;
   modbus: ModbusConfig;
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' };
+}
+
+/** Where and as whom an MQTT connection logs in: shared by the publisher and the Sparkplug edge node. */
+export interface MqttConnectionOptions {
+  url: string;
+  username: string;
+  password: string;
+  ca: string;
+  cert: string;
+  key: string;
+  rejectUnauthorized: boolean;
+  clientId: string;
+  connectTimeoutMs: number;
+}
+
+export interface MqttOptions extends MqttConnectionOptions {
+  topicPrefix: string;
+  /** 5 (default) or 4 = MQTT 3.1.1, for brokers without MQTT 5 such as the embedded aedes. */
+  protocolVersion?: 4 | 5;
+}
+
+export interface IngestOptions {
+  stallTimeoutMs: number;
+  connectTimeoutMs: number;
+  reconnectMinMs: number;
+  reconnectMaxMs: number;
+  /** RTSP image unchanged (repeats only) for longer than this = frozen (restart the decoder); 0 = never. */
+  frozenTimeoutMs: number;
+  /**
+   * Largest thumbnail block difference (grey levels) that still counts as the same image (a repeat); 0 = only
+   * byte-identical frames (docs/daemon.md, "Frozen cameras").
+   */
+  frozenTolerance: number;
+  ffmpegPath: string;
+  gstLaunchPath: string;
 }

@@ -2,13 +2,12 @@
  * The console's state and actions behind the HTTP routes and MQTT commands: per-camera history and capture writer,
  * lazily rendered overlays (at most two renders at once, the live one shared by every viewer), false-reject saves.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import type { ModelManifest } from '../infer/manifest';
 import type { Logger } from '../log';
 import { ControlGate } from './auth';
 import { CaptureError, CaptureRequest, CaptureStatus, CaptureWriter } from './capture';
 import { CameraHistory, NgEntry } from './history';
-import { overlayJpeg } from './overlay';
+import { overlayJpeg } from '../render/overlay-jpeg';
 import type { CommandReply } from './mqtt-commands';
 import { ReviewError, saveFalseReject } from './review';
 import { ActiveThreshold, ThresholdError } from '../score/threshold';
@@ -42,25 +41,12 @@ const READ_ACTIONS: ReadonlySet<string> = new Set(['capture-status']);
 
 const METHOD_NAMES: Record<string, string> = { stpm: 'ET-STPM', membank: 'memory bank' };
 
-interface ManifestForDescription {
-  method?: unknown;
-  threshold?: { method?: unknown } | null;
-  training?: { finetune?: unknown } | null;
-}
-
-/** "memory bank, threshold normal-quantile, teacher fine-tune none" from model.json (docs/model-format.md);
- *  models exported before `method` existed are ET-STPM. */
-export function describeMethod(modelDir: string): string {
-  try {
-    const j = JSON.parse(readFileSync(join(modelDir, 'model.json'), 'utf8')) as ManifestForDescription;
-    const method = typeof j.method === 'string' ? j.method : 'stpm';
-    const parts = [METHOD_NAMES[method] ?? method];
-    if (typeof j.threshold?.method === 'string') parts.push(`threshold ${j.threshold.method}`);
-    if (typeof j.training?.finetune === 'string') parts.push(`teacher fine-tune ${j.training.finetune}`);
-    return parts.join(', ');
-  } catch {
-    return 'unknown method (model.json unreadable)';
-  }
+/** "memory bank, threshold normal-quantile, teacher fine-tune none" from the model's manifest (docs/model-format.md). */
+export function describeMethod(m: Pick<ModelManifest, 'method' | 'thresholdMethod' | 'finetune'>): string {
+  const parts = [METHOD_NAMES[m.method] ?? m.method];
+  if (m.thresholdMethod !== null) parts.push(`threshold ${m.thresholdMethod}`);
+  if (m.finetune !== null) parts.push(`teacher fine-tune ${m.finetune}`);
+  return parts.join(', ');
 }
 
 export class ConsoleHub {

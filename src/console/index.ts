@@ -1,6 +1,6 @@
-/** The operator console (issue 9): one entry point for the daemon's wiring. docs/console.md. */
+/** The operator console (docs/console.md): one entry point for its output (src/outputs/console.ts). */
 import type { Logger } from '../log';
-import type { Normalization } from '../score/normalize';
+import type { ModelManifest } from '../infer/manifest';
 import { ConsoleHub, describeMethod } from './hub';
 import { attachCommands, CommandClient } from './mqtt-commands';
 import { consoleHandler, RequestHandler } from './server';
@@ -14,7 +14,7 @@ export interface ConsoleSetup {
   /** http.host: decides whether control needs the token. */
   host: string;
   topicPrefix: string;
-  model: { dir: string; name: string; version: string; width: number; height: number; normalization: Normalization };
+  model: Pick<ModelManifest, 'name' | 'version' | 'width' | 'height' | 'normalization' | 'method' | 'thresholdMethod' | 'finetune'>;
   sources: ConsoleSources;
   /** The daemon's MQTT client (commands in, replies out); null = no MQTT commands. */
   mqtt: CommandClient | null;
@@ -32,7 +32,7 @@ export function createConsole(s: ConsoleSetup): ConsoleParts {
   const m = s.model;
   const hub = new ConsoleHub(
     { ...s.options, host: s.host },
-    { width: m.width, height: m.height, normalization: m.normalization, name: m.name, version: m.version, method: describeMethod(m.dir) },
+    { width: m.width, height: m.height, normalization: m.normalization, name: m.name, version: m.version, method: describeMethod(m) },
     s.sources,
     s.log,
   );

@@ -1,32 +1,12 @@
 /** What the operator console takes from the daemon: plain records, no daemon classes (src/console/README in docs/console.md). */
 import type { DriftState } from '../score/drift';
-import type { Normalization, Verdict } from '../score/normalize';
+import type { ResultModel, ScoredFrame } from '../pipeline/records';
+import type { Normalization } from '../score/normalize';
 import type { ActiveThreshold } from '../score/threshold';
 
-/** One scored frame, handed over synchronously by the pipeline. `map` is a view the caller reuses: copy to keep. */
-export interface ConsoleResult {
-  camera: string;
-  seq: number;
-  capturedAt: number;
-  score: number;
-  rawScore: number;
-  verdict: Verdict;
-  /** RGB24 as the model saw it (after ROI and scaling), width*height*3; a fresh Buffer per frame, safe to keep. */
-  frame: Buffer;
-  /** Raw anomaly map, width*height; only valid during the call. */
-  map: Float32Array;
-  /** The model that scored it: its geometry (frame and map size) and normalisation (overlays). */
-  model: ResultModel;
-}
-
-/** What a scored frame needs to be shown or saved: the model's name, input size and normalisation. */
-export interface ResultModel {
-  name: string;
-  version: string;
-  width: number;
-  height: number;
-  normalization: Normalization;
-}
+/** One scored frame (src/pipeline/records.ts); `map` is only valid during the call. */
+export type ConsoleResult = ScoredFrame;
+export type { ResultModel };
 
 /** The model's geometry and normalisation (overlays) and what the overview shows about it. */
 export interface ConsoleModel {

@@ -20,7 +20,7 @@ export async function startHttp(
   health: () => Health,
   metrics: Metrics,
   log: Logger,
-  /** The operator console (issue 9): tried first; returns false for paths it does not serve. */
+  /** Outputs' routes (the operator console, docs/console.md): tried first; returns false for paths it does not serve. */
   extra: ((req: IncomingMessage, res: ServerResponse) => boolean) | null = null,
 ): Promise<HttpServer> {
   const server: Server = createServer((req, res) => {

@@ -14,6 +14,10 @@ export interface ModelManifest {
   version: string;
   /** Detection method (docs/model-format.md): "membank", "stpm", ...; "stpm" for models exported before the key. */
   method: string;
+  /** How threshold.raw was calibrated (threshold.method, e.g. "normal-quantile"); null when model.json does not say. */
+  thresholdMethod: string | null;
+  /** The teacher fine-tune the model was trained with (training.finetune); null when model.json does not say. */
+  finetune: string | null;
   inputName: string;
   height: number;
   width: number;
@@ -106,6 +110,8 @@ export function readManifest(dir: string): ModelManifest {
     name: str(j.name, 'name', file),
     version: str(j.version, 'version', file),
     method: j.method === undefined ? 'stpm' : str(j.method, 'method', file),
+    thresholdMethod: optionalStr(obj(j.threshold).method),
+    finetune: optionalStr(obj(j.training).finetune),
     inputName: str(input.name ?? 'frames', 'input.name', file),
     height,
     width,
@@ -118,6 +124,11 @@ export function readManifest(dir: string): ModelManifest {
     driftReference: driftReference(j.threshold, num(obj(j.threshold).raw ?? normalization.threshold, 'threshold.raw', file)),
     normalization,
   };
+}
+
+/** Descriptive keys: a string, else null (never an error: nothing depends on them). */
+function optionalStr(v: unknown): string | null {
+  return typeof v === 'string' ? v : null;
 }
 
 const share = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= 1 ? v : null);

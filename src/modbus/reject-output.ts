@@ -6,6 +6,7 @@
  * (the link's rules: src/modbus/link.ts, docs/sparkplug.md "Modbus TCP reject output").
  */
 import type { Logger } from '../log';
+import type { RejectOutputStatus } from '../pipeline/records';
 import { errorText, isModbusException, ModbusLink, ModbusTarget, NoAnswer, RequestRefused } from './link';
 
 export interface RejectOutputConfig {
@@ -42,15 +43,7 @@ export interface RejectOutputHooks {
   dropped(camera: string, reason: DropReason, r: RejectRequest): void;
 }
 
-export interface RejectOutputStatus {
-  plc: string;
-  link: string;
-  type: 'coil' | 'register';
-  address: number;
-  written: number;
-  dropped: number;
-  lastError?: string;
-}
+export type { RejectOutputStatus };
 
 const MAX_QUEUED = 32;
 /** At most one drop log line per output in this period, with the counts since the last one. */

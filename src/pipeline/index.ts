@@ -7,7 +7,7 @@
 import { Metrics } from '../health/metrics';
 import { InferenceEngine } from '../infer/session';
 import type { Logger } from '../log';
-import { renderSnapshot } from '../publish/snapshot';
+import { renderSnapshot } from '../render/snapshot';
 import { DEFAULT_DRIFT, DriftOptions, DriftReference, DriftState, DriftWindow } from '../score/drift';
 import { Normalization, normalize, verdict } from '../score/normalize';
 import { withThreshold } from '../score/threshold';
@@ -15,11 +15,9 @@ import type { FrameSource, ResultSink } from './interfaces';
 import { ModelScheduler, SchedulePolicy } from './schedule';
 import { NewestFrameSlots, PendingFrame } from './slots';
 
-export { isCameraStatusSink } from './interfaces';
-export type { CameraStatusSink, FrameListener, FrameSource, ResultSink, SnapshotProperties } from './interfaces';
+export type { CameraStatusSink, FrameListener, FrameSource, Output, OutputHealth, ResultSink, SnapshotProperties } from './interfaces';
 export { FanOutSink } from './fan-out';
 export type { SchedulePolicy } from './schedule';
-import type { ConsoleResult } from '../console/types'; // console (issue 9)
 
 export interface PipelineOptions {
   rejectDeadlineMs: number;
@@ -58,8 +56,6 @@ export class Pipeline {
   private stopping = false;
   private loopDone: Promise<void> | null = null;
   private snapshotsInFlight = new Set<Promise<void>>();
-  /** Operator console (issue 9): sees every scored frame synchronously; the map view is valid only during the call. */
-  resultTap: ((r: ConsoleResult) => void) | null = null;
 
   constructor(
     private readonly sink: ResultSink,
@@ -252,8 +248,8 @@ export class Pipeline {
         });
         if (!ok) this.metrics.mqttUnsent.inc({ kind: 'reject' });
       }
-      this.resultTap?.({ camera: f.camera, seq: f.seq, capturedAt: f.capturedAt, score, rawScore, verdict: v, frame: f.frame, map: out.maps.subarray(i * hw, (i + 1) * hw),
-        model: { name: m.name, version: m.version, width: m.width, height: m.height, normalization } }); // console (issue 9)
+      this.sink.scoredFrame?.({ camera: f.camera, seq: f.seq, capturedAt: f.capturedAt, score, rawScore, verdict: v, frame: f.frame, map: out.maps.subarray(i * hw, (i + 1) * hw),
+        model: { name: m.name, version: m.version, width: m.width, height: m.height, normalization } });
       const s = this.opts.snapshot;
       if ((v === 'ng' && s.onNg) || (s.everyN > 0 && c.processed % s.everyN === 0)) {
         this.snapshot(engine, f, out.maps.subarray(i * hw, (i + 1) * hw), score, v, normalization);

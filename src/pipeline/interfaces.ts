@@ -1,9 +1,10 @@
 /**
- * What the pipeline needs of its neighbours, and nothing more. A camera is a FrameSource; an output (MQTT today;
- * Sparkplug, Modbus or the console next) is a ResultSink. A new output implements ResultSink and is handed to the
- * daemon; the pipeline does not change (docs/daemon.md, "Architecture").
+ * What the pipeline and the daemon need of their neighbours, and nothing more. A camera is a FrameSource; every
+ * output (MQTT, Sparkplug, Modbus, the console) is an Output, built from config in src/outputs/index.ts and fanned
+ * out by FanOutSink, which is the one ResultSink the pipeline talks to (docs/daemon.md, "Architecture").
  */
-import type { CameraStatusMessage, RejectMessage, ResultMessage } from '../publish/messages';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { CameraStatusMessage, RejectMessage, ResultMessage, ScoredFrame } from './records';
 
 /** MQTT 5 user properties of a snapshot (camera, seq, score, verdict), also useful as metadata to other sinks. */
 export type SnapshotProperties = Record<string, string>;
@@ -18,6 +19,8 @@ export interface ResultSink {
   publishResult(r: ResultMessage): boolean;
   publishReject(r: RejectMessage): boolean;
   publishSnapshot(camera: string, data: Buffer, contentType: string, user: SnapshotProperties): boolean;
+  /** Every scored frame with its image and anomaly map, synchronously (absent = nobody wants them: none is built). */
+  readonly scoredFrame?: (f: ScoredFrame) => void;
 }
 
 export type FrameListener = (frame: Buffer, capturedAt: number) => void;
@@ -31,14 +34,50 @@ export interface FrameSource {
   off(event: 'frame', listener: FrameListener): unknown;
 }
 
+/** What an output adds to /healthz: fields of the body, and why it works but not fully (status "degraded"). */
+export interface OutputHealth {
+  fields?: Record<string, unknown>;
+  degraded?: string[];
+}
+
+/**
+ * One output: a sink for the records it cares about plus the lifecycle hooks it needs; every member is optional.
+ * Results and rejects come first, in the order the outputs were built; a hook that throws is logged and skipped
+ * for that output only (FanOutSink). A new output is one module in src/outputs/ and one line in
+ * src/outputs/index.ts (docs/daemon.md, "Adding an output").
+ */
+export interface Output {
+  /** Names the output in logs (default: its class name). */
+  readonly name?: string;
+  publishResult?(r: ResultMessage): boolean;
+  publishReject?(r: RejectMessage): boolean;
+  /** Outputs that take snapshots: `connected` false = not worth rendering one for this output now. */
+  readonly connected?: boolean;
+  publishSnapshot?(camera: string, data: Buffer, contentType: string, user: SnapshotProperties): boolean;
+  /** Every scored frame with its image and anomaly map; `map` is only valid during the call. */
+  scoredFrame?(f: ScoredFrame): void;
+  /** Models warm, broker connected: the daemon reported READY. */
+  ready?(): void;
+  health?(): OutputHealth;
+  /** Fields this output adds to a camera's status (Modbus: `plc`, its reject output). */
+  cameraStatusExtras?(camera: string): Partial<CameraStatusMessage>;
+  /** A camera was started, with its first status. */
+  cameraAdded?(s: CameraStatusMessage): void;
+  /** A camera's status: on every reported state change and periodically (status.intervalMs). */
+  publishCameraStatus?(s: CameraStatusMessage): void;
+  /** A camera is being removed: called before its decoder stops. */
+  cameraRemoved?(camera: string): void;
+  /** A removed camera's last status was published: clear what the output keeps for it (MQTT: the retained status). */
+  forgetCamera?(camera: string): void;
+  /** HTTP routes on the daemon's server (the console): true when this output answered the request. */
+  handleHttp?(req: IncomingMessage, res: ServerResponse): boolean;
+  /** Stop: final statuses are the cameras' last; bounded by timeoutMs. */
+  close?(finalStatuses: CameraStatusMessage[], timeoutMs: number): Promise<void>;
+}
+
 /** Optional second face of an output: per-camera status (MQTT keeps it retained; others may show or map it). */
 export interface CameraStatusSink {
   publishCameraStatus(s: CameraStatusMessage): void;
   /** A camera was removed: clear what the sink holds for it. */
   forgetCamera(camera: string): void;
-}
-
-export function isCameraStatusSink<T extends object>(s: T): s is T & CameraStatusSink {
-  const c = s as Partial<CameraStatusSink>;
-  return typeof c.publishCameraStatus === 'function' && typeof c.forgetCamera === 'function';
 }

@@ -1,8 +1,9 @@
 /**
- * Configuration of the PLC / SCADA outputs (issue 10): the `sparkplug` and `modbus` blocks of the convict schema,
+ * Configuration of the PLC / SCADA outputs (docs/sparkplug.md): the `sparkplug` and `modbus` blocks of the convict schema,
  * their formats and cross-checks. Kept apart from src/config/schema.ts, which only includes them.
  */
 import convict from 'convict';
+import { addJsonArrayFormat } from '../config/formats';
 import { hostname } from 'node:os';
 import { validateModbusHeartbeats, validateModbusOutputs } from '../modbus/config';
 import type { HeartbeatConfig } from '../modbus/heartbeat';
@@ -35,8 +36,6 @@ export interface PlcConfig {
   modbus: ModbusConfig;
 }
 
-const UNPARSABLE = '\u0000unparsable: ';
-
 export function addPlcFormats(): void {
   const idRule = 'a single topic level: 1-128 characters, no "/", "+" or "#"';
   convict.addFormat({
@@ -51,24 +50,9 @@ export function addPlcFormats(): void {
       if (typeof v !== 'string' || (v !== '' && !SPARKPLUG_ID.test(v))) throw new Error(`must be "" (none) or ${idRule}`);
     },
   });
-  const jsonArray = (name: string, shape: string) =>
-    convict.addFormat({
-      name,
-      // Per-item checks (and that each camera exists) happen in validatePlcConfig; here only the outer shape.
-      validate(v: unknown) {
-        if (typeof v === 'string' && v.startsWith(UNPARSABLE)) throw new Error(v.slice(UNPARSABLE.length));
-        if (!Array.isArray(v)) throw new Error(`must be an array of ${shape} objects`);
-      },
-      coerce(v: string) {
-        try {
-          return JSON.parse(v) as unknown;
-        } catch (err) {
-          return `${UNPARSABLE}not valid JSON (${(err as Error).message})`;
-        }
-      },
-    });
-  jsonArray('modbus-outputs', '{camera, host, type, address, ...}');
-  jsonArray('modbus-heartbeats', '{host, type, address, periodMs?, ...}');
+  // Per-item checks (and that each camera exists) happen in validatePlcConfig.
+  addJsonArrayFormat('modbus-outputs', '{camera, host, type, address, ...}');
+  addJsonArrayFormat('modbus-heartbeats', '{host, type, address, periodMs?, ...}');
 }
 
 export function plcSchema() {

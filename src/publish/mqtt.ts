@@ -8,28 +8,13 @@ import { readFileSync } from 'node:fs';
 import mqtt, { IClientOptions, MqttClient } from 'mqtt';
 import { redactUrl } from '../redact';
 import type { Logger } from '../log';
+import type { MqttConnectionOptions, MqttOptions } from '../config/types';
 import type { CameraStatusSink, ResultSink } from '../pipeline/interfaces';
+import type { CameraStatusMessage, RejectMessage, ResultMessage } from '../pipeline/records';
 import { closedWithoutReason, describeDisconnect } from './disconnect-reason';
-import { CameraStatusMessage, RejectMessage, ResultMessage, topics } from './messages';
+import { topics } from './messages';
 
-/** Where and as whom an MQTT connection logs in: shared by the publisher and the Sparkplug edge node. */
-export interface MqttConnectionOptions {
-  url: string;
-  username: string;
-  password: string;
-  ca: string;
-  cert: string;
-  key: string;
-  rejectUnauthorized: boolean;
-  clientId: string;
-  connectTimeoutMs: number;
-}
-
-export interface MqttOptions extends MqttConnectionOptions {
-  topicPrefix: string;
-  /** 5 (default) or 4 = MQTT 3.1.1, for brokers without MQTT 5 such as the embedded aedes. */
-  protocolVersion?: 4 | 5;
-}
+export type { MqttConnectionOptions, MqttOptions };
 
 /** Bytes waiting in the socket above which results and snapshots are dropped (a slow broker must not grow memory). */
 export const MAX_SOCKET_BACKLOG = 4 * 1024 * 1024;

@@ -8,9 +8,10 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { createInterface } from 'node:readline';
 import { redactUrl } from '../redact';
-import { CameraConfig } from '../config/types';
+import type { CameraConfig, IngestOptions } from '../config/types';
 import type { Logger } from '../log';
 import type { FrameSource } from '../pipeline/interfaces';
+import type { CameraState } from '../pipeline/records';
 import { Backoff } from './backoff';
 import { DecoderLevel, formatText, InputFormatReader, isProblem, parseDecoderLine, SourceFormat } from './decoder-log';
 import { DecoderCommand, ffmpegCommand, FrameSize, jetsonGstCommand } from './ffmpeg-args';
@@ -20,25 +21,9 @@ import { ChangeDetector } from './frame-change';
 import { SyntheticFeeder, SyntheticLine } from './synthetic/feeder';
 import { classifyUrl, SourceKind } from './url';
 
-export type CameraState = 'connecting' | 'streaming' | 'stalled' | 'frozen' | 'failed' | 'stopped';
-
-export const CAMERA_STATES: readonly CameraState[] = ['connecting', 'streaming', 'stalled', 'frozen', 'failed', 'stopped'];
-
-export interface IngestOptions {
-  stallTimeoutMs: number;
-  connectTimeoutMs: number;
-  reconnectMinMs: number;
-  reconnectMaxMs: number;
-  /** RTSP image unchanged (repeats only) for longer than this = frozen (restart the decoder); 0 = never. */
-  frozenTimeoutMs: number;
-  /**
-   * Largest thumbnail block difference (grey levels) that still counts as the same image (a repeat); 0 = only
-   * byte-identical frames (docs/daemon.md, "Frozen cameras").
-   */
-  frozenTolerance: number;
-  ffmpegPath: string;
-  gstLaunchPath: string;
-}
+export type { IngestOptions };
+export { CAMERA_STATES } from '../pipeline/records';
+export type { CameraState } from '../pipeline/records';
 
 export interface CameraEvents {
   /** A frame whose image differs from the last one handed on (RTSP; other sources: every frame). */

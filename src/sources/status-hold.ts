@@ -6,7 +6,7 @@
  * it streams again, or until one attempt stays `connecting` longer than the hold time. docs/mqtt.md, "Status
  * debounce". The log and the etstpm_camera_state metric still show every transition.
  */
-import type { CameraState } from './camera';
+import type { CameraState } from '../pipeline/records';
 
 export interface ReportedState {
   state: CameraState;

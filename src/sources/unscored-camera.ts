@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { CameraConfig } from '../config/types';
-import type { CameraState } from './camera';
+import type { CameraState } from '../pipeline/records';
 
 export class UnscoredCamera extends EventEmitter {
   readonly state: CameraState = 'failed';

@@ -1,5 +1,5 @@
 /**
- * Issue 9 in a real browser: Debian's chromium (driven by playwright-core, no browser download) against the daemon
+ * The operator console (docs/console.md) in a real browser: Debian's chromium (driven by playwright-core, no browser download) against the daemon
  * as a process (`node dist/src/main.js`) with the demo model and the synthetic camera. The overview lists the camera,
  * the live image changes, NG frames appear in the review list and one is saved as a false reject, and the capture
  * button writes a dataset that the training toolkit's own validation accepts. A second camera points at a closed port

@@ -1,4 +1,4 @@
-// Issue 13: the daemon never scores an invented, repeated or frozen frame as if it were new, and follows a camera
+// No invented frames (docs/daemon.md): the daemon never scores an invented, repeated or frozen frame as if it were new, and follows a camera
 // whose stream changes size or codec. Real gst-rtsp-server cameras (test/fixtures/rtsp_server.py), real ffmpeg,
 // real mosquitto, real onnxruntime.
 //

@@ -1,4 +1,4 @@
-// Issue 10, Sparkplug B: the daemon as a Sparkplug 3.0 edge node on a real mosquitto, checked by an independent
+// Sparkplug B (docs/sparkplug.md): the daemon as a Sparkplug 3.0 edge node on a real mosquitto, checked by an independent
 // host (protobufjs + the spec's sparkplug_b.proto, helpers/sparkplug-host.ts; never the daemon's encoder).
 // Births, data, aliases, seq order and wrap, rebirth on NCMD, DDEATH on camera removal (SIGHUP), bdSeq pairing
 // of NBIRTH and the broker-sent NDEATH across a killed connection and a broker restart, and the primary host's STATE.

@@ -1,4 +1,4 @@
-// Issue 13 item 4: the default provider list (tensorrt, cuda, cpu) must start clean on a CPU-only onnxruntime-node:
+// The default provider list (tensorrt, cuda, cpu) must start clean on a CPU-only onnxruntime-node:
 // providers the binding does not have are skipped before any session is created, and nothing onnxruntime prints
 // itself reaches the console outside the JSON log.
 import assert from 'node:assert/strict';

@@ -1,5 +1,5 @@
 /**
- * Operator console (issue 9) in-process: its HTTP routes on the daemon's real health server, fed with scored frames
+ * Operator console (docs/console.md) in-process: its HTTP routes on the daemon's real health server, fed with scored frames
  * the way the pipeline's tap feeds them. Bad input, auth, caps, disk-full (size-limited and read-only tmpfs mounts,
  * a file in the way), false-reject saves, bounded memory, MQTT commands through the embedded broker.
  */
@@ -14,8 +14,8 @@ import mqtt from 'mqtt';
 import sharp from 'sharp';
 import { createConsole, ConsoleParts } from '../../src/console';
 import { CameraHistory } from '../../src/console/history';
-import { composeOverlay } from '../../src/console/overlay';
-import { renderSnapshot } from '../../src/publish/snapshot';
+import { composeOverlay } from '../../src/render/overlay';
+import { renderSnapshot } from '../../src/render/snapshot';
 import type { ConsoleResult } from '../../src/console/types';
 import { startHttp, HttpServer } from '../../src/health/http';
 import { Metrics } from '../../src/health/metrics';
@@ -67,7 +67,7 @@ async function setup(o: { reviewDir?: string; host?: string; allowedHosts?: stri
     },
     host: o.host ?? '127.0.0.1',
     topicPrefix: 'test',
-    model: { dir: join(dir, 'no-model'), name: 'm', version: 'v1', width: W, height: H, normalization: NORM },
+    model: { name: 'm', version: 'v1', method: 'stpm', thresholdMethod: null, finetune: null, width: W, height: H, normalization: NORM },
     sources: {
       health: () => ({ ok: true, mqttConnected: true, provider: 'cpu' }),
       cameras: () => cams.map((camera) => ({ camera, state: 'streaming', fps: 5, captured: 1, processed: 1, dropped: 0, ng: 0, provider: 'cpu', model: { name: 'm', version: 'v1' }, since: 0 })),
@@ -467,7 +467,7 @@ describe('console: MQTT command topic', () => {
       },
       host: '127.0.0.1',
       topicPrefix: 'plant/line1',
-      model: { dir, name: 'm', version: 'v', width: W, height: H, normalization: NORM },
+      model: { name: 'm', version: 'v', method: 'stpm', thresholdMethod: null, finetune: null, width: W, height: H, normalization: NORM },
       sources: { health: () => ({ ok: true }), cameras: () => [{ camera: 'cam-1', state: 'streaming', fps: 1, captured: 0, processed: 0, dropped: 0, ng: 0, provider: 'cpu', model: { name: 'm', version: 'v' }, since: 0 }] },
       mqtt: daemonClient,
       log: logs.log,
@@ -622,7 +622,7 @@ describe('console: MQTT commands under the HTTP control policy', () => {
       },
       host: o.host,
       topicPrefix: 'p',
-      model: { dir, name: 'm', version: 'v', width: W, height: H, normalization: NORM },
+      model: { name: 'm', version: 'v', method: 'stpm', thresholdMethod: null, finetune: null, width: W, height: H, normalization: NORM },
       sources: { health: () => ({ ok: true }), cameras: () => [{ camera: 'cam-1', state: 'streaming', fps: 1, captured: 0, processed: 0, dropped: 0, ng: 0, provider: 'cpu', model: { name: 'm', version: 'v' }, since: 0 }] },
       mqtt: daemonClient,
       log: logs.log,

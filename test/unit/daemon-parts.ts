@@ -1,9 +1,9 @@
 /** The daemon's parts as tests drive them (DaemonDeps): an output the test connects, a camera whose frames it pushes. */
-import { EventEmitter } from 'node:events';
 import type { CameraConfig } from '../../src/config/types';
 import type { StatusPublisher, SupervisedCamera } from '../../src/daemon';
-import type { CameraStatusMessage, RejectMessage, ResultMessage } from '../../src/publish/messages';
-import type { CameraState } from '../../src/sources/camera';
+import type { CameraStatusMessage, RejectMessage, ResultMessage } from '../../src/pipeline/records';
+import type { CameraState } from '../../src/pipeline/records';
+import { FakeCamera } from './helpers';
 
 /** An output the test connects and disconnects; records what it is given. */
 export class TestOutput implements StatusPublisher {
@@ -49,20 +49,16 @@ export class TestOutput implements StatusPublisher {
 }
 
 /** A camera whose frames and state the test sets. */
-export class TestCamera extends EventEmitter implements SupervisedCamera {
+export class TestCamera extends FakeCamera implements SupervisedCamera {
   state: CameraState = 'stopped';
   error: string | undefined;
   since = Date.now();
-  captured = 0;
   restarts = 0;
   repeated = 0;
   lastFrameAt = 0;
   lastNewFrameAt = 0;
   constructor(readonly config: CameraConfig) {
-    super();
-  }
-  get id(): string {
-    return this.config.id;
+    super(config.id);
   }
   fps(): number {
     return 0;
@@ -74,12 +70,6 @@ export class TestCamera extends EventEmitter implements SupervisedCamera {
   async stop(): Promise<void> {
     this.state = 'stopped';
     this.emit('state', this.state, undefined);
-  }
-  /** size: the frame size the daemon asked this camera for (its model's input size). */
-  size = { width: 64, height: 64 };
-  push(value: number): void {
-    this.captured++;
-    this.emit('frame', Buffer.alloc(this.size.width * this.size.height * 3, value), Date.now());
   }
 }
 

@@ -10,7 +10,7 @@ import { Daemon } from '../../src/daemon';
 import { FailedStateHold } from '../../src/sources/status-hold';
 import { freePort } from '../integration/helpers/env';
 import type { ResultSink } from '../../src/pipeline';
-import type { ResultMessage } from '../../src/publish/messages';
+import type { ResultMessage } from '../../src/pipeline/records';
 import { TestCamera, TestOutput } from './daemon-parts';
 import { silentLog, TINY_MODEL, until } from './helpers';
 

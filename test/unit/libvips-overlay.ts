@@ -3,7 +3,7 @@ import sharp from 'sharp';
 import { normalizeMapToBytes, Normalization } from '../../src/score/normalize';
 
 /**
- * The libvips chain snapshot.ts used before the overlay moved to JavaScript (src/publish/overlay.ts): kept as an
+ * The libvips chain snapshot.ts used before the overlay moved to JavaScript (src/render/overlay.ts): kept as an
  * independent reference for the picture (heat alpha = clamp(2b - 128) * 0.6, mask = b >= 128, band = mask XOR
  * dilate(2)).
  */

@@ -17,8 +17,7 @@ import { ModelSet, modelKey } from '../../src/infer/models';
 import { Pipeline } from '../../src/pipeline';
 import { ModelScheduler } from '../../src/pipeline/schedule';
 import { TestCamera, TestOutput } from './daemon-parts';
-import { silentLog, TINY_MODEL, until } from './helpers';
-import { EventEmitter } from 'node:events';
+import { FakeCamera, silentLog, TINY_MODEL, until } from './helpers';
 
 const TRT = { cacheDir: '/tmp/x', fp16: false };
 let tmp = '';
@@ -103,17 +102,6 @@ describe('ModelScheduler', () => {
     assert.equal(s.pick([{ model: 'A', oldest: 5 }, { model: 'B', oldest: 9 }]), 'A');
   });
 });
-
-class FakeCamera extends EventEmitter {
-  captured = 0;
-  constructor(readonly id: string) {
-    super();
-  }
-  push(value: number): void {
-    this.captured++;
-    this.emit('frame', Buffer.alloc(64 * 64 * 3, value), Date.now());
-  }
-}
 
 describe('pipeline with two models', () => {
   it('frames are batched per model; each result, reject and snapshot names the model that scored it', async () => {

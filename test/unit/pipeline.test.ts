@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import { Metrics } from '../../src/health/metrics';
 import { InferenceEngine } from '../../src/infer/session';
-import { FanOutSink, FrameSource, Pipeline, PipelineOptions, ResultSink } from '../../src/pipeline';
-import { RejectMessage, ResultMessage } from '../../src/publish/messages';
-import { captureLog, silentLog, TINY_MODEL, until } from './helpers';
+import { FanOutSink, Output, Pipeline, PipelineOptions, ResultSink } from '../../src/pipeline';
+import { RejectMessage, ResultMessage } from '../../src/pipeline/records';
+import { captureLog, FakeCamera, silentLog, TINY_MODEL, until } from './helpers';
 
 /** Records what the pipeline publishes (the MQTT side is covered by the smoke and integration tests). */
 class RecordingPublisher implements ResultSink {
@@ -27,18 +26,6 @@ class RecordingPublisher implements ResultSink {
     if (!this.connected) return false;
     this.snapshots.push({ camera, bytes: data.length, user });
     return true;
-  }
-}
-
-/** Stands in for a Camera: the pipeline only listens to 'frame' and reads id/captured. */
-class FakeCamera extends EventEmitter implements FrameSource {
-  captured = 0;
-  constructor(readonly id: string) {
-    super();
-  }
-  push(value: number): void {
-    this.captured++;
-    this.emit('frame', Buffer.alloc(64 * 64 * 3, value), Date.now());
   }
 }
 
@@ -156,5 +143,40 @@ describe('FanOutSink', () => {
     assert.equal(fan.publishSnapshot('a', Buffer.alloc(3), 'image/jpeg', {}), false);
     assert.equal(other.snapshots.length, 1, 'a disconnected output is not handed snapshots');
     assert.equal(new FanOutSink(primary, [other], log.log).connected, false);
+  });
+});
+
+describe('FanOutSink hooks', () => {
+  it('scored frames only built when an output takes them; health, status extras and camera events from every output in order', () => {
+    const primary = new RecordingPublisher();
+    const log = captureLog('warn');
+    assert.equal(new FanOutSink(primary, [], log.log).scoredFrame, undefined, 'nobody takes scored frames: none is built');
+    const seen: string[] = [];
+    const a: Output = {
+      name: 'a',
+      scoredFrame: (f) => seen.push(`a:${f.seq}`),
+      health: () => ({ fields: { a: 1 }, degraded: ['a down'] }),
+      cameraStatusExtras: () => ({ error: 'from a' }),
+      cameraRemoved: (c) => seen.push(`a-removed:${c}`),
+    };
+    const broken: Output = {
+      name: 'broken',
+      health: () => {
+        throw new Error('boom');
+      },
+      cameraRemoved: () => {
+        throw new Error('boom');
+      },
+    };
+    const b: Output = { name: 'b', health: () => ({ fields: { b: 2 }, degraded: ['b down'] }), cameraRemoved: (c) => seen.push(`b-removed:${c}`) };
+    const fan = new FanOutSink(primary, [a, broken, b], log.log);
+    assert.equal(fan.outputs[0], primary, 'the primary is added first when not listed');
+    fan.scoredFrame?.({ camera: 'c', seq: 3, capturedAt: 0, score: 0, rawScore: 0, verdict: 'ok', frame: Buffer.alloc(0), map: new Float32Array(0),
+      model: { name: 'm', version: 'v', width: 1, height: 1, normalization: { threshold: 1, min: 0, max: 2 } } });
+    assert.deepEqual(fan.health(), { fields: { a: 1, b: 2 }, degraded: ['a down', 'b down'] });
+    assert.deepEqual(fan.cameraStatusExtras('c'), { error: 'from a' });
+    fan.cameraRemoved('c');
+    assert.deepEqual(seen, ['a:3', 'a-removed:c', 'b-removed:c']);
+    assert.deepEqual(log.lines.map((l) => [l.sink, l.kind]), [['broken', 'health'], ['broken', 'camera removed']]);
   });
 });

@@ -1,4 +1,4 @@
-// Issue 10: configuration of the Sparkplug B edge node and the Modbus reject outputs (src/plc/config.ts,
+// Configuration of the Sparkplug B edge node and the Modbus reject outputs (src/plc/config.ts,
 // src/modbus/config.ts) through the real loader: defaults, normalisation, and one clear message per problem.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';

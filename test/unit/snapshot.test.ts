@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
-import { composeOverlay } from '../../src/publish/overlay';
-import { renderSnapshot } from '../../src/publish/snapshot';
+import { composeOverlay } from '../../src/render/overlay';
+import { renderSnapshot } from '../../src/render/snapshot';
 import { renderPart } from '../../src/sources/synthetic/part';
 import { createRng } from '../../src/sources/synthetic/rng';
 import { libvipsOverlay } from './libvips-overlay';

@@ -243,7 +243,7 @@ describe('console control policy for the MQTT threshold command', () => {
         capture: { root: join(tmp, 'captures'), everyN: 1, maxImages: 10, maxBytes: 1e7, minFreeBytes: 0 } },
       host,
       topicPrefix: 'test',
-      model: { dir: join(tmp, 'no-model'), name: 'm', version: 'v1', width: 64, height: 64, normalization: { threshold: 1, min: 0, max: 2 } },
+      model: { name: 'm', version: 'v1', method: 'stpm', thresholdMethod: null, finetune: null, width: 64, height: 64, normalization: { threshold: 1, min: 0, max: 2 } },
       sources: {
         health: () => ({ ok: true }),
         cameras: () => [{ camera: 'c1', state: 'streaming', fps: 1, captured: 0, processed: 0, dropped: 0, ng: 0, provider: 'cpu', model: { name: 'm', version: 'v1' }, since: 0 }],

@@ -1,6 +1,6 @@
 /**
- * The picture of an NG frame shared by MQTT snapshots (src/publish/snapshot.ts) and the operator console
- * (src/console/overlay.ts): red heat map whose alpha ramps from normalised 0.25 to 0.75 at 0.6 opacity, and a yellow
+ * The picture of an NG frame shared by MQTT snapshots (src/render/snapshot.ts) and the operator console
+ * (src/render/overlay-jpeg.ts): red heat map whose alpha ramps from normalised 0.25 to 0.75 at 0.6 opacity, and a yellow
  * 2 px band along the inside edge of the predicted mask (map >= threshold), composed in one pass over the pixels in
  * JavaScript (about 1-2 ms at 256x256). It replaced a chain of nine libvips operations (about 30 ms CPU per snapshot,
  * a quarter of one inference of the demo model, and nine thread-pool round trips); test/unit/snapshot.test.ts keeps

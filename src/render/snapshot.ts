@@ -1,6 +1,6 @@
 /**
  * NG snapshot: the frame as the model saw it, the anomaly heat map blended in red where it nears the threshold,
- * and the outline of the predicted mask (map >= threshold) in yellow (src/publish/overlay.ts). Encoded as JPEG or PNG and shrunk (quality,
+ * and the outline of the predicted mask (map >= threshold) in yellow (src/render/overlay.ts). Encoded as JPEG or PNG and shrunk (quality,
  * then scale) until it fits the size cap.
  */
 import sharp from 'sharp';
@@ -33,7 +33,7 @@ const MIN_SIDE = 32;
 
 /** Returns null when even the smallest variant exceeds maxBytes. */
 export async function renderSnapshot(input: SnapshotInput, opts: SnapshotOptions): Promise<Snapshot | null> {
-  // Composed synchronously in JavaScript before the first await (src/publish/overlay.ts for why not libvips).
+  // Composed synchronously in JavaScript before the first await (src/render/overlay.ts for why not libvips).
   const rgb = composeOverlay(input.frame, input.map, input.width, input.height, input.normalization);
   let w = input.width;
   let h = input.height;
