@@ -18,6 +18,35 @@ function int(v: unknown, key: string, min: number, max: number, errors: string[]
   return v;
 }
 
+/** Where a write goes: one coil or holding register of one unit of one PLC. */
+interface PlcRegister {
+  host: string;
+  port: number;
+  unitId: number;
+  type: 'coil' | 'register';
+  address: number;
+}
+
+/**
+ * The keys reject outputs and heartbeats share (host, port?, unitId?, type, address): the register, or null after
+ * pushing one message per bad key. `typeUse` says what the type does for this kind of entry.
+ */
+function plcRegister(o: Record<string, unknown>, key: string, typeUse: string, errors: string[]): PlcRegister | null {
+  const before = errors.length;
+  const host = o.host;
+  if (typeof host !== 'string' || !HOST.test(host)) errors.push(`${key}.host: must be a host name or IP address of the PLC`);
+  const port = int(o.port ?? 502, `${key}.port`, 1, 65535, errors);
+  // Unit 0 is broadcast on serial lines; Modbus TCP servers answer 1-247 (255 on many gateways).
+  const unitId = int(o.unitId ?? 1, `${key}.unitId`, 0, 255, errors);
+  const type = o.type;
+  if (type !== 'coil' && type !== 'register') errors.push(`${key}.type: must be ${typeUse}`);
+  const address = int(o.address, `${key}.address`, 0, 65535, errors);
+  return errors.length === before ? { host: host as string, port, unitId, type: type as PlcRegister['type'], address } : null;
+}
+
+/** The identity two entries must not share. */
+const registerId = (r: PlcRegister): string => `${r.host}:${r.port}/${r.unitId}/${r.type}/${r.address}`;
+
 /** `cameraIds`: the configured cameras; an output for another id is a typo, not a feature. */
 export function validateModbusOutputs(raw: unknown, cameraIds: readonly string[]): OutputsValidation {
   const errors: string[] = [];
@@ -41,28 +70,20 @@ export function validateModbusOutputs(raw: unknown, cameraIds: readonly string[]
     else if (!cameraIds.includes(camera)) errors.push(`${key}.camera: no camera with id "${camera}" (cameras: ${cameraIds.join(', ') || 'none'})`);
     else if (perCamera.has(camera)) errors.push(`${key}.camera: camera "${camera}" already has a Modbus output`);
     else perCamera.add(camera);
-    const host = o.host;
-    if (typeof host !== 'string' || !HOST.test(host)) errors.push(`${key}.host: must be a host name or IP address of the PLC`);
-    const port = int(o.port ?? 502, `${key}.port`, 1, 65535, errors);
-    // Unit 0 is broadcast on serial lines; Modbus TCP servers answer 1-247 (255 on many gateways).
-    const unitId = int(o.unitId ?? 1, `${key}.unitId`, 0, 255, errors);
-    const type = o.type;
-    if (type !== 'coil' && type !== 'register') errors.push(`${key}.type: must be "coil" (pulse) or "register" (counter)`);
-    const address = int(o.address, `${key}.address`, 0, 65535, errors);
+    const reg = plcRegister(o, key, '"coil" (pulse) or "register" (counter)', errors);
     const pulseMs = int(o.pulseMs ?? 200, `${key}.pulseMs`, 1, 60000, errors);
     const gapMs = int(o.gapMs ?? 50, `${key}.gapMs`, 0, 60000, errors);
-    if (type === 'register' && (o.pulseMs !== undefined || o.gapMs !== undefined)) {
+    if (reg?.type === 'register' && (o.pulseMs !== undefined || o.gapMs !== undefined)) {
       errors.push(`${key}.pulseMs: only for type "coil" (a register output writes a counter, no pulse)`);
     }
-    if (errors.length === before) {
-      const target = `${host as string}:${port}/${unitId}/${type as string}/${address}`;
-      const other = targets.get(target);
+    if (errors.length === before && reg) {
+      const other = targets.get(registerId(reg));
       if (other !== undefined) {
-        errors.push(`${key}.address: the same ${type as string} ${address} on ${host as string}:${port} unit ${unitId} is already used by modbus.outputs[${other}]`);
+        errors.push(`${key}.address: the same ${reg.type} ${reg.address} on ${reg.host}:${reg.port} unit ${reg.unitId} is already used by modbus.outputs[${other}]`);
         return;
       }
-      targets.set(target, i);
-      outputs.push({ camera: camera as string, host: host as string, port, unitId, type: type as 'coil' | 'register', address, pulseMs, gapMs });
+      targets.set(registerId(reg), i);
+      outputs.push({ camera: camera as string, ...reg, pulseMs, gapMs });
     }
   });
   return { outputs, errors };
@@ -84,7 +105,7 @@ export function validateModbusHeartbeats(raw: unknown, cameraIds: readonly strin
   const heartbeats: HeartbeatConfig[] = [];
   if (!Array.isArray(raw)) return { heartbeats, errors: ['modbus.heartbeats: must be an array of {host, type, address, periodMs?, ...}'] };
   const targets = new Map<string, string>();
-  for (const [i, o] of outputs.entries()) targets.set(`${o.host}:${o.port}/${o.unitId}/${o.type}/${o.address}`, `modbus.outputs[${i}]`);
+  for (const [i, o] of outputs.entries()) targets.set(registerId(o), `modbus.outputs[${i}]`);
   raw.forEach((item: unknown, i: number) => {
     const key = `modbus.heartbeats[${i}]`;
     if (typeof item !== 'object' || item === null || Array.isArray(item)) {
@@ -96,13 +117,7 @@ export function validateModbusHeartbeats(raw: unknown, cameraIds: readonly strin
     for (const k of Object.keys(o)) {
       if (!(HEARTBEAT_KEYS as readonly string[]).includes(k)) errors.push(`${key}.${k}: not a known key (expected ${HEARTBEAT_KEYS.join(', ')})`);
     }
-    const host = o.host;
-    if (typeof host !== 'string' || !HOST.test(host)) errors.push(`${key}.host: must be a host name or IP address of the PLC`);
-    const port = int(o.port ?? 502, `${key}.port`, 1, 65535, errors);
-    const unitId = int(o.unitId ?? 1, `${key}.unitId`, 0, 255, errors);
-    const type = o.type;
-    if (type !== 'coil' && type !== 'register') errors.push(`${key}.type: must be "coil" (toggled) or "register" (counter)`);
-    const address = int(o.address, `${key}.address`, 0, 65535, errors);
+    const reg = plcRegister(o, key, '"coil" (toggled) or "register" (counter)', errors);
     const periodMs = int(o.periodMs ?? 1000, `${key}.periodMs`, 50, 60000, errors);
     const staleMs = o.staleMs === undefined ? null : int(o.staleMs, `${key}.staleMs`, 1, 3600000, errors);
     let cameras: string[] | null = null;
@@ -114,15 +129,14 @@ export function validateModbusHeartbeats(raw: unknown, cameraIds: readonly strin
         for (const c of cameras) if (!cameraIds.includes(c)) errors.push(`${key}.cameras: no camera with id "${c}" (cameras: ${cameraIds.join(', ') || 'none'})`);
       }
     }
-    if (errors.length !== before) return;
-    const target = `${host as string}:${port}/${unitId}/${type as string}/${address}`;
-    const other = targets.get(target);
+    if (errors.length !== before || !reg) return;
+    const other = targets.get(registerId(reg));
     if (other !== undefined) {
-      errors.push(`${key}.address: the same ${type as string} ${address} on ${host as string}:${port} unit ${unitId} is already used by ${other}`);
+      errors.push(`${key}.address: the same ${reg.type} ${reg.address} on ${reg.host}:${reg.port} unit ${reg.unitId} is already used by ${other}`);
       return;
     }
-    targets.set(target, key);
-    heartbeats.push({ host: host as string, port, unitId, type: type as 'coil' | 'register', address, periodMs, staleMs, cameras });
+    targets.set(registerId(reg), key);
+    heartbeats.push({ ...reg, periodMs, staleMs, cameras });
   });
   return { heartbeats, errors };
 }
