@@ -41,7 +41,7 @@ const READ_ACTIONS: ReadonlySet<string> = new Set(['capture-status']);
 
 const METHOD_NAMES: Record<string, string> = { stpm: 'ET-STPM', membank: 'memory bank' };
 
-/** "memory bank, threshold normal-quantile, teacher fine-tune none" from the model's manifest (docs/model-format.md). */
+/** "memory bank, threshold order-statistic, teacher fine-tune none" from the model's manifest (docs/model-format.md). */
 export function describeMethod(m: Pick<ModelManifest, 'method' | 'thresholdMethod' | 'finetune'>): string {
   const parts = [METHOD_NAMES[m.method] ?? m.method];
   if (m.thresholdMethod !== null) parts.push(`threshold ${m.thresholdMethod}`);

@@ -14,7 +14,7 @@ export interface ModelManifest {
   version: string;
   /** Detection method (docs/model-format.md): "membank", "stpm", ...; "stpm" for models exported before the key. */
   method: string;
-  /** How threshold.raw was calibrated (threshold.method, e.g. "normal-quantile"); null when model.json does not say. */
+  /** How threshold.raw was calibrated (threshold.method, e.g. "order-statistic"); null when model.json does not say. */
   thresholdMethod: string | null;
   /** The teacher fine-tune the model was trained with (training.finetune); null when model.json does not say. */
   finetune: string | null;

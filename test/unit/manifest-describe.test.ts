@@ -12,9 +12,9 @@ describe('model description from the manifest', () => {
   it('the demo model: memory bank, its threshold method and fine-tune', () => {
     const m = readManifest(resolve(REPO, 'models', 'demo'));
     assert.equal(m.method, 'membank');
-    assert.equal(m.thresholdMethod, 'normal-quantile');
+    assert.equal(m.thresholdMethod, 'order-statistic');
     assert.equal(m.finetune, 'none');
-    assert.equal(describeMethod(m), 'memory bank, threshold normal-quantile, teacher fine-tune none');
+    assert.equal(describeMethod(m), 'memory bank, threshold order-statistic, teacher fine-tune none');
   });
 
   it('a model.json without the keys: ET-STPM, nothing else said', () => {
