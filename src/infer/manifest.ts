@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import type { DriftReference } from '../score/drift';
 
 export interface ModelManifest {
   dir: string;
@@ -29,7 +30,7 @@ export interface ModelManifest {
    * (a quantile of the good calibration scores, well below the threshold), else the threshold itself with the share
    * the calibration expects above it.
    */
-  driftReference: { raw: number; expectedShare: number | null; quantile: number | null };
+  driftReference: DriftReference;
   normalization: { threshold: number; min: number; max: number };
 }
 
@@ -104,6 +105,7 @@ export function readManifest(dir: string): ModelManifest {
   };
   if (!(normalization.max > normalization.min)) throw new ModelError(`${file}: normalization.max must be greater than normalization.min`);
   const outputs = obj(j.outputs);
+  const threshold = num(obj(j.threshold).raw ?? normalization.threshold, 'threshold.raw', file);
   return {
     dir: abs,
     onnxPath: join(abs, onnxFile),
@@ -120,8 +122,8 @@ export function readManifest(dir: string): ModelManifest {
       score: str(outputs.score ?? 'score', 'outputs.score', file),
     },
     sha256: sha,
-    threshold: num(obj(j.threshold).raw ?? normalization.threshold, 'threshold.raw', file),
-    driftReference: driftReference(j.threshold, num(obj(j.threshold).raw ?? normalization.threshold, 'threshold.raw', file)),
+    threshold,
+    driftReference: driftReference(j.threshold, threshold),
     normalization,
   };
 }
@@ -134,12 +136,10 @@ function optionalStr(v: unknown): string | null {
 const share = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= 1 ? v : null);
 
 /** docs/model-format.md, threshold.details.drift_reference; models calibrated before it fall back to the threshold. */
-function driftReference(threshold: unknown, raw: number): ModelManifest['driftReference'] {
+function driftReference(threshold: unknown, raw: number): DriftReference {
   const ref = obj(obj(obj(threshold).details).drift_reference);
-  if (typeof ref.raw === 'number' && Number.isFinite(ref.raw)) {
-    return { raw: ref.raw, expectedShare: share(ref.expected_share_ok), quantile: share(ref.quantile) };
-  }
-  return { raw, expectedShare: expectedShareAbove(threshold), quantile: null };
+  if (typeof ref.raw === 'number' && Number.isFinite(ref.raw)) return { raw: ref.raw, expectedShare: share(ref.expected_share_ok) };
+  return { raw, expectedShare: expectedShareAbove(threshold) };
 }
 
 /** docs/model-format.md, threshold.details / guarantee: what the calibration says about normal scores above its threshold. */

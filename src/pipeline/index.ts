@@ -8,7 +8,7 @@ import { Metrics } from '../health/metrics';
 import { InferenceEngine } from '../infer/session';
 import type { Logger } from '../log';
 import { renderSnapshot } from '../render/snapshot';
-import { DEFAULT_DRIFT, DriftOptions, DriftReference, DriftState, DriftWindow } from '../score/drift';
+import { DEFAULT_DRIFT, DriftOptions, DriftState, DriftWindow } from '../score/drift';
 import { Normalization, normalize, verdict } from '../score/normalize';
 import { withThreshold } from '../score/threshold';
 import type { FrameSource, ResultSink } from './interfaces';
@@ -79,7 +79,7 @@ export class Pipeline {
   addCamera(cam: FrameSource, engine: InferenceEngine): void {
     this.models.set(cam.id, engine);
     const w = new DriftWindow(this.opts.drift ?? DEFAULT_DRIFT);
-    w.reset(driftReference(engine));
+    w.reset(engine.manifest.driftReference);
     this.drift.set(cam.id, w);
     const c = this.counter(cam.id);
     const onFrame = (frame: Buffer, capturedAt: number): void => {
@@ -115,7 +115,7 @@ export class Pipeline {
     const old = this.models.get(id);
     if (!old || old === engine) return;
     this.models.set(id, engine);
-    this.drift.get(id)?.reset(driftReference(engine)); // another model's scores: not comparable
+    this.drift.get(id)?.reset(engine.manifest.driftReference); // another model's scores: not comparable
     this.forgetIfUnused(old);
   }
 
@@ -261,7 +261,7 @@ export class Pipeline {
   private recordOk(camera: string, raw: number, engine: InferenceEngine): void {
     const w = this.drift.get(camera);
     if (!w) return;
-    const change = w.add(raw, driftReference(engine));
+    const change = w.add(raw, engine.manifest.driftReference);
     if (change === null) return;
     const d = w.state() as DriftState;
     const fields = { camera, share: d.share, expectedShare: d.expectedShare, reference: d.reference, window: d.window, warnShare: d.warnShare };
@@ -317,8 +317,3 @@ export class Pipeline {
   }
 }
 
-/** The model's calibration quantile and the share of normal scores expected above it (docs/daemon.md, "Drift"). */
-function driftReference(engine: InferenceEngine): DriftReference {
-  const r = engine.manifest.driftReference;
-  return { raw: r.raw, expectedShare: r.expectedShare };
-}

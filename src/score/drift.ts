@@ -1,7 +1,7 @@
 /**
  * Drift of a camera's good parts (docs/daemon.md, "Drift"): over the last N frames judged OK, the share whose raw
- * score lies at or above the model's calibration quantile (model.json threshold.raw), next to the share expected of normal
- * parts (threshold.details). Crossing the warning level is reported once, and recovery (below half of it) once.
+ * score lies at or above the model's drift reference (model.json threshold.details.drift_reference: a quantile of the
+ * good calibration scores; older models: threshold.raw), next to the share expected of good parts. Crossing the warning level is reported once, and recovery (below half of it) once.
  */
 
 export interface DriftOptions {
